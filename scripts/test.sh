@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Sets up and runs every test roverd has: formatting, lints, unit and integration tests
+# (real WebRTC peers on 127.0.0.1), and the headless-Chromium tests of the page.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/deps.sh test
+[ -d "$HOME/.cargo/bin" ] && export PATH="$HOME/.cargo/bin:$PATH"
+
+step() { printf '\n== %s\n' "$*"; }
+step "cargo fmt --check"
+cargo fmt --all -- --check
+step "cargo clippy"
+cargo clippy --locked --all-targets -- -D warnings
+step "cargo test"
+cargo test --locked
+step "browser tests (headless Chromium)"
+ROVERD_BIN="$PWD/target/debug/roverd" node --test tests/browser/

@@ -1,0 +1,271 @@
+//! The HTTP API (DESIGN.md, "HTTP API"): the only module that knows the routes.
+//!
+//! Every answer that is not a success is JSON `{"error": "..."}` with an explicit status:
+//! 400 bad body, 401 token, 403 foreign Origin or Host, 404, 405, 413 over 64 KiB,
+//! 503 full. No request, however malformed, reaches the media pipeline or the motors
+//! before it has been checked, and no CORS headers are ever sent.
+
+use crate::server::{App, OfferError};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use serde::{Deserialize, Serialize};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+/// Largest request body accepted: an SDP offer is a few KiB.
+pub const MAX_BODY: usize = 64 * 1024;
+
+pub type HttpResponse = Response<Full<Bytes>>;
+
+/// The offer shape every supported client sends; other fields (`webrtc_id`, ...) are ignored.
+#[derive(Debug, Deserialize)]
+struct OfferRequest {
+    sdp: String,
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+#[derive(Debug, Serialize)]
+struct AnswerResponse<'a> {
+    sdp: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    id: &'a str,
+}
+
+/// Handles one request. `local` is the address the client connected to.
+pub async fn handle(app: Arc<App>, req: Request<Incoming>, local: SocketAddr) -> HttpResponse {
+    if let Err(refusal) = check_host_and_origin(&app, &req) {
+        log::warn!("refused {} {}: {}", req.method(), req.uri().path(), refusal);
+        return error(StatusCode::FORBIDDEN, &refusal);
+    }
+    let path = req.uri().path().to_owned();
+    let method = req.method().clone();
+    let needs_token = path.starts_with("/api/") || is_offer_path(&path);
+    if needs_token && !app.token_ok(req.headers().get(header::AUTHORIZATION)) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "this robot needs an access token: send 'Authorization: Bearer <token>' \
+             (http.token in the robot's config)",
+        );
+    }
+    match (&method, path.as_str()) {
+        (&Method::GET, "/") | (&Method::GET, "/index.html") => {
+            asset(crate::web::INDEX_HTML, "text/html; charset=utf-8")
+        }
+        (&Method::GET, "/app.js") => asset(crate::web::APP_JS, "text/javascript; charset=utf-8"),
+        (&Method::GET, "/style.css") => asset(crate::web::STYLE_CSS, "text/css; charset=utf-8"),
+        (&Method::GET, "/healthz") => match app.health() {
+            Ok(()) => text(StatusCode::OK, "ok"),
+            Err(why) => error(StatusCode::SERVICE_UNAVAILABLE, &why),
+        },
+        (&Method::GET, "/api/status") => json(StatusCode::OK, &app.status()),
+        (&Method::POST, p) if is_offer_path(p) => offer(&app, req, local.ip()).await,
+        (&Method::DELETE, p) if p.starts_with("/api/peers/") => {
+            let id = &p["/api/peers/".len()..];
+            if app.peers.close(id).await {
+                empty(StatusCode::NO_CONTENT)
+            } else {
+                error(StatusCode::NOT_FOUND, &format!("no peer with id {id:?} is connected"))
+            }
+        }
+        (_, p) if known_path(p) => {
+            let mut resp = error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                &format!("{method} is not allowed on {p}"),
+            );
+            let allow = if is_offer_path(p) {
+                "POST"
+            } else if p.starts_with("/api/peers/") {
+                "DELETE"
+            } else {
+                "GET"
+            };
+            resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+            resp
+        }
+        (_, p) => error(StatusCode::NOT_FOUND, &format!("nothing at {p}")),
+    }
+}
+
+fn is_offer_path(path: &str) -> bool {
+    matches!(path, "/api/offer" | "/offer" | "/connect" | "/webrtc/offer")
+}
+
+fn known_path(path: &str) -> bool {
+    is_offer_path(path)
+        || path.starts_with("/api/peers/")
+        || matches!(path, "/" | "/index.html" | "/app.js" | "/style.css" | "/healthz" | "/api/status")
+}
+
+async fn offer(app: &Arc<App>, req: Request<Incoming>, local_ip: IpAddr) -> HttpResponse {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        return too_large();
+    }
+    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(body) => body.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(),
+        Err(e) => {
+            return error(StatusCode::BAD_REQUEST, &format!("could not read the request body: {e}"))
+        }
+    };
+    let request: OfferRequest = match serde_json::from_slice::<serde_json::Value>(&body) {
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("the body is not JSON ({e}); send {{\"sdp\": \"...\", \"type\": \"offer\"}}"),
+            )
+        }
+        Ok(value) => match serde_json::from_value(value) {
+            Ok(r) => r,
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("the body is not an offer ({e}); send {{\"sdp\": \"...\", \"type\": \"offer\"}}"),
+                )
+            }
+        },
+    };
+    if request.kind != "offer" {
+        return error(
+            StatusCode::BAD_REQUEST,
+            &format!("\"type\" is {:?}; only \"offer\" is accepted here", request.kind),
+        );
+    }
+    match app.offer(request.sdp, local_ip).await {
+        Ok((answer, id)) => json(
+            StatusCode::OK,
+            &AnswerResponse {
+                sdp: &answer,
+                kind: "answer",
+                id: &id,
+            },
+        ),
+        Err(OfferError::Full(max)) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("the robot already has {max} viewers (http.max_peers); try again when one leaves"),
+        ),
+        Err(OfferError::Rtc(crate::rtc::RtcError::BadOffer(why))) => {
+            error(StatusCode::BAD_REQUEST, &format!("the offer is not a valid SDP offer: {why}"))
+        }
+        Err(OfferError::Rtc(e)) => {
+            log::error!("{e}");
+            error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string())
+        }
+    }
+}
+
+/// DNS rebinding and cross-site requests: the `Host` must be one of the robot's own names,
+/// and an `Origin`, when sent, must be the same host.
+fn check_host_and_origin(app: &App, req: &Request<Incoming>) -> Result<(), String> {
+    let host = match req.headers().get(header::HOST) {
+        None => req.uri().authority().map(|a| a.as_str().to_owned()),
+        Some(h) => Some(
+            h.to_str()
+                .map_err(|_| "the Host header is not readable text".to_owned())?
+                .to_owned(),
+        ),
+    };
+    if let Some(host) = &host {
+        let name = host_name(host);
+        if !app.host_allowed(name) {
+            return Err(format!(
+                "Host {name:?} is not one of this robot's names; add it to http.allowed_hosts \
+                 if you reach the robot by that name"
+            ));
+        }
+    }
+    if let Some(origin) = req.headers().get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or("");
+        let origin_host = origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"));
+        let same = match (origin_host, &host) {
+            (Some(o), Some(h)) => o.eq_ignore_ascii_case(h),
+            _ => false,
+        };
+        if !same {
+            return Err(format!(
+                "requests from another site (Origin {origin:?}) are not accepted; open the \
+                 robot's own page instead"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The name part of a Host header: `[::1]:8080` → `::1`, `robot.local:8080` → `robot.local`.
+pub fn host_name(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    }
+}
+
+fn asset(body: &'static str, content_type: &'static str) -> HttpResponse {
+    let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    resp
+}
+
+fn text(status: StatusCode, body: &'static str) -> HttpResponse {
+    let mut resp = asset(body, "text/plain; charset=utf-8");
+    *resp.status_mut() = status;
+    resp
+}
+
+fn empty(status: StatusCode) -> HttpResponse {
+    let mut resp = Response::new(Full::new(Bytes::new()));
+    *resp.status_mut() = status;
+    resp
+}
+
+fn json<T: Serialize>(status: StatusCode, value: &T) -> HttpResponse {
+    let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+fn error(status: StatusCode, message: &str) -> HttpResponse {
+    json(status, &serde_json::json!({ "error": message }))
+}
+
+fn too_large() -> HttpResponse {
+    error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        &format!("the request body is larger than {} KiB", MAX_BODY / 1024),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_name;
+
+    #[test]
+    fn host_names_lose_their_port_and_brackets() {
+        assert_eq!(host_name("robot.local:8080"), "robot.local");
+        assert_eq!(host_name("robot"), "robot");
+        assert_eq!(host_name("127.0.0.1:8080"), "127.0.0.1");
+        assert_eq!(host_name("[::1]:8080"), "::1");
+        assert_eq!(host_name("[fe80::1]"), "fe80::1");
+    }
+}

@@ -1,0 +1,230 @@
+//! Capture and encoding: one source and one encoder per medium, whatever the number of
+//! viewers. [`Media`] starts the two encoder threads and is the only way the rest of
+//! roverd reaches them: subscribe to encoded frames, ask for a keyframe, read counters.
+//!
+//! Invariant: nothing here waits on a peer. Encoded frames go out through [`fanout`],
+//! which drops frames for a slow subscriber instead of slowing the encoder.
+
+pub mod audio;
+pub mod fanout;
+pub mod h264;
+pub mod pattern;
+pub mod video;
+
+use crate::config::{AudioDevice, CameraDevice, Config};
+use audio::{AudioPacket, AudioShared, AudioSource, TestTone};
+use fanout::{Fanout, Subscriber};
+use serde::Serialize;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use video::{lock, TestPattern, VideoFrame, VideoSettings, VideoShared, VideoSource};
+
+/// How many encoded frames a peer may fall behind before it loses some: about a quarter
+/// of a second of video at 30 fps, and of audio.
+const VIDEO_BACKLOG: usize = 8;
+const AUDIO_BACKLOG: usize = 12;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    #[error(transparent)]
+    Video(#[from] video::VideoError),
+    #[error(transparent)]
+    Audio(#[from] audio::AudioError),
+    #[error("could not start the {0} encoder thread: {1}")]
+    Thread(&'static str, std::io::Error),
+}
+
+/// The running capture and encoding pipeline.
+#[derive(Debug)]
+pub struct Media {
+    video: Arc<VideoShared>,
+    audio: Option<Arc<AudioShared>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Media {
+    /// Opens the sources named in the config and starts one encoder thread per medium.
+    pub fn start(config: &Config) -> Result<Media, MediaError> {
+        let settings = VideoSettings {
+            width: config.camera.width,
+            height: config.camera.height,
+            fps: config.camera.fps,
+            bitrate_kbps: config.video.bitrate_kbps,
+            keyframe_interval_s: config.video.keyframe_interval_s,
+        };
+        let source = open_video_source(&config.camera.device, settings.fps);
+        let encoder = video::VideoEncoder::new(&settings)?;
+        let video = Arc::new(VideoShared {
+            frames: Fanout::new(VIDEO_BACKLOG),
+            stats: Default::default(),
+            keyframe_wanted: AtomicBool::new(false),
+            running: AtomicBool::new(true),
+            settings,
+            source_name: Mutex::new(source.name().to_owned()),
+        });
+        let mut threads = Vec::new();
+        let shared = Arc::clone(&video);
+        threads.push(
+            std::thread::Builder::new()
+                .name("video-encoder".into())
+                .spawn(move || video::run_encoder(shared, source, encoder))
+                .map_err(|e| MediaError::Thread("video", e))?,
+        );
+
+        let audio = match open_audio_source(&config.audio.device) {
+            None => None,
+            Some(source) => {
+                let encoder = audio::new_encoder()?;
+                let shared = Arc::new(AudioShared {
+                    packets: Fanout::new(AUDIO_BACKLOG),
+                    stats: Default::default(),
+                    running: AtomicBool::new(true),
+                    source_name: Mutex::new(source.name().to_owned()),
+                });
+                let thread_shared = Arc::clone(&shared);
+                threads.push(
+                    std::thread::Builder::new()
+                        .name("audio-encoder".into())
+                        .spawn(move || audio::run_encoder(thread_shared, source, encoder))
+                        .map_err(|e| MediaError::Thread("audio", e))?,
+                );
+                Some(shared)
+            }
+        };
+        Ok(Media {
+            video,
+            audio,
+            threads: Mutex::new(threads),
+        })
+    }
+
+    pub fn subscribe_video(&self) -> Subscriber<VideoFrame> {
+        self.video.frames.subscribe()
+    }
+
+    /// `None` when `audio.device = "none"`.
+    pub fn subscribe_audio(&self) -> Option<Subscriber<AudioPacket>> {
+        self.audio.as_ref().map(|a| a.packets.subscribe())
+    }
+
+    pub fn has_audio(&self) -> bool {
+        self.audio.is_some()
+    }
+
+    /// The next picture will be a keyframe. Requests between two pictures coalesce.
+    pub fn request_keyframe(&self) {
+        self.video.keyframe_wanted.store(true, Ordering::Release);
+    }
+
+    pub fn video_settings(&self) -> VideoSettings {
+        self.video.settings
+    }
+
+    /// Frames encoded so far, for liveness checks.
+    pub fn frames_encoded(&self) -> (u64, u64) {
+        let audio = self
+            .audio
+            .as_ref()
+            .map_or(0, |a| a.stats.frames_encoded.load(Ordering::Relaxed));
+        (self.video.stats.frames_encoded.load(Ordering::Relaxed), audio)
+    }
+
+    pub fn status(&self) -> (VideoStatus, Option<AudioStatus>) {
+        let v = &self.video;
+        let video = VideoStatus {
+            source: lock(&v.source_name).clone(),
+            width: v.settings.width,
+            height: v.settings.height,
+            fps: v.stats.fps_centi.load(Ordering::Relaxed) as f64 / 100.0,
+            bitrate_kbps: v.stats.kbps.load(Ordering::Relaxed),
+            frames_encoded: v.stats.frames_encoded.load(Ordering::Relaxed),
+            keyframes: v.stats.keyframes.load(Ordering::Relaxed),
+            last_error: lock(&v.stats.last_error).clone(),
+        };
+        let audio = self.audio.as_ref().map(|a| AudioStatus {
+            source: lock(&a.source_name).clone(),
+            sample_rate: audio::SAMPLE_RATE,
+            channels: 1,
+            frames_encoded: a.stats.frames_encoded.load(Ordering::Relaxed),
+            last_error: lock(&a.stats.last_error).clone(),
+        });
+        (video, audio)
+    }
+
+    /// Stops both threads and waits for them; subscribers then see the stream close.
+    pub fn stop(&self) {
+        self.video.running.store(false, Ordering::Relaxed);
+        if let Some(a) = &self.audio {
+            a.running.store(false, Ordering::Relaxed);
+        }
+        for handle in lock(&self.threads).drain(..) {
+            if handle.join().is_err() {
+                log::error!("an encoder thread panicked while stopping");
+            }
+        }
+    }
+}
+
+impl Drop for Media {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn open_video_source(device: &CameraDevice, fps: u32) -> Box<dyn VideoSource> {
+    match device {
+        CameraDevice::Test => {}
+        CameraDevice::Auto => log::info!(
+            "camera.device = \"auto\": camera capture is not built into this version; \
+             streaming the test pattern"
+        ),
+        other => log::warn!(
+            "camera.device = {other:?}: camera capture is not built into this version; \
+             streaming the test pattern instead"
+        ),
+    }
+    Box::new(TestPattern::new(fps))
+}
+
+fn open_audio_source(device: &AudioDevice) -> Option<Box<dyn AudioSource>> {
+    match device {
+        AudioDevice::None => {
+            log::info!("audio.device = \"none\": no audio track");
+            return None;
+        }
+        AudioDevice::Test => {}
+        AudioDevice::Auto => log::info!(
+            "audio.device = \"auto\": microphone capture is not built into this version; \
+             streaming the test tone"
+        ),
+        AudioDevice::Name(name) => log::warn!(
+            "audio.device = {name:?}: microphone capture is not built into this version; \
+             streaming the test tone instead"
+        ),
+    }
+    Some(Box::new(TestTone::new()))
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VideoStatus {
+    pub source: String,
+    pub width: u32,
+    pub height: u32,
+    pub fps: f64,
+    pub bitrate_kbps: u64,
+    pub frames_encoded: u64,
+    pub keyframes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AudioStatus {
+    pub source: String,
+    pub sample_rate: u32,
+    pub channels: u16,
+    pub frames_encoded: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}

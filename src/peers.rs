@@ -1,0 +1,228 @@
+//! Who is connected. [`Peers`] owns every peer's connection and tasks, hands out ids,
+//! enforces `http.max_peers`, and is the one place a peer is closed and forgotten.
+//!
+//! Each peer has a supervisor task ([`supervise`]) that follows its connection state:
+//! media starts when it connects, and everything is torn down when it fails, closes,
+//! or never connects at all.
+
+use crate::media::Media;
+use crate::rtc::{PeerEvent, RtcPeer};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::task::AbortHandle;
+use webrtc::peer_connection::{PeerConnection, RTCPeerConnectionState};
+
+/// A peer that has not connected this long after its answer is dropped.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PeerStatus {
+    pub id: String,
+    pub state: String,
+    pub driver: bool,
+}
+
+pub struct PeerEntry {
+    pub id: String,
+    pc: Arc<dyn PeerConnection>,
+    state: Mutex<RTCPeerConnectionState>,
+    tasks: Mutex<Vec<AbortHandle>>,
+    closed: AtomicBool,
+}
+
+impl PeerEntry {
+    fn add_task(&self, handle: AbortHandle) {
+        if self.closed.load(Ordering::Acquire) {
+            handle.abort();
+        } else {
+            crate::media::video::lock(&self.tasks).push(handle);
+        }
+    }
+
+    /// Stops the peer's tasks and closes its connection. Idempotent.
+    async fn close(&self) {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        for task in crate::media::video::lock(&self.tasks).drain(..) {
+            task.abort();
+        }
+        if let Err(e) = self.pc.close().await {
+            log::debug!("closing peer {}: {e}", self.id);
+        }
+    }
+}
+
+#[derive(Default)]
+struct Table {
+    peers: HashMap<String, Arc<PeerEntry>>,
+    /// Slots taken by offers still being answered, so concurrent offers cannot overshoot.
+    reserved: usize,
+}
+
+pub struct Peers {
+    table: Mutex<Table>,
+    max: usize,
+    next_id: AtomicU64,
+}
+
+/// A held place for one more peer; given back when dropped unless a peer filled it.
+pub struct Slot<'a> {
+    peers: &'a Peers,
+    used: bool,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        if !self.used {
+            self.peers.table().reserved -= 1;
+        }
+    }
+}
+
+impl Peers {
+    pub fn new(max: usize) -> Self {
+        Self {
+            table: Mutex::new(Table::default()),
+            max,
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    fn table(&self) -> std::sync::MutexGuard<'_, Table> {
+        crate::media::video::lock(&self.table)
+    }
+
+    /// A place for a new peer, or `None` when `max_peers` are connected or connecting.
+    pub fn reserve(&self) -> Option<Slot<'_>> {
+        let mut t = self.table();
+        if t.peers.len() + t.reserved >= self.max {
+            return None;
+        }
+        t.reserved += 1;
+        Some(Slot {
+            peers: self,
+            used: false,
+        })
+    }
+
+    /// Registers a negotiated peer in `slot` and starts its supervisor. Returns its id.
+    pub fn admit(
+        self: &Arc<Self>,
+        mut slot: Slot<'_>,
+        peer: RtcPeer,
+        media: Arc<Media>,
+        deadman_ms: u64,
+    ) -> String {
+        let id = format!("p{}", self.next_id.fetch_add(1, Ordering::Relaxed));
+        let entry = Arc::new(PeerEntry {
+            id: id.clone(),
+            pc: Arc::clone(&peer.pc),
+            state: Mutex::new(RTCPeerConnectionState::New),
+            tasks: Mutex::new(Vec::new()),
+            closed: AtomicBool::new(false),
+        });
+        {
+            let mut t = self.table();
+            t.reserved -= 1;
+            t.peers.insert(id.clone(), Arc::clone(&entry));
+        }
+        slot.used = true;
+        tokio::spawn(supervise(Arc::clone(self), entry, peer, media, deadman_ms));
+        id
+    }
+
+    pub fn len(&self) -> usize {
+        self.table().peers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn list(&self) -> Vec<PeerStatus> {
+        let mut list: Vec<PeerStatus> = self
+            .table()
+            .peers
+            .values()
+            .map(|p| PeerStatus {
+                id: p.id.clone(),
+                state: crate::media::video::lock(&p.state).to_string(),
+                driver: false,
+            })
+            .collect();
+        list.sort_by(|a, b| a.id.cmp(&b.id));
+        list
+    }
+
+    /// Closes and forgets one peer. `false` when no peer has that id.
+    pub async fn close(&self, id: &str) -> bool {
+        let entry = self.table().peers.remove(id);
+        match entry {
+            Some(entry) => {
+                log::info!("peer {id} closed on request");
+                entry.close().await;
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub async fn close_all(&self) {
+        let all: Vec<_> = self.table().peers.drain().map(|(_, p)| p).collect();
+        for peer in all {
+            peer.close().await;
+        }
+    }
+}
+
+async fn supervise(
+    peers: Arc<Peers>,
+    entry: Arc<PeerEntry>,
+    mut peer: RtcPeer,
+    media: Arc<Media>,
+    deadman_ms: u64,
+) {
+    let id = entry.id.clone();
+    let connect_deadline = tokio::time::sleep(CONNECT_TIMEOUT);
+    tokio::pin!(connect_deadline);
+    let mut connected = false;
+    loop {
+        tokio::select! {
+            event = peer.events.recv() => match event {
+                Some(PeerEvent::State(state)) => {
+                    *crate::media::video::lock(&entry.state) = state;
+                    log::info!("peer {id}: {state}");
+                    match state {
+                        RTCPeerConnectionState::Connected if !connected => {
+                            connected = true;
+                            for task in peer.start_media(&media).await {
+                                entry.add_task(task.abort_handle());
+                            }
+                        }
+                        RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => break,
+                        _ => {}
+                    }
+                }
+                Some(PeerEvent::DataChannel(dc)) => {
+                    let task = tokio::spawn(crate::rtc::serve_data_channel(dc, id.clone(), deadman_ms));
+                    entry.add_task(task.abort_handle());
+                }
+                None => break,
+            },
+            () = &mut connect_deadline, if !connected => {
+                log::warn!(
+                    "peer {id} did not connect within {} s; dropping it (is UDP blocked between the browser and the robot?)",
+                    CONNECT_TIMEOUT.as_secs()
+                );
+                break;
+            }
+        }
+    }
+    peers.table().peers.remove(&id);
+    entry.close().await;
+    log::info!("peer {id} gone; {} connected", peers.len());
+}

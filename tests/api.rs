@@ -1,0 +1,189 @@
+//! The HTTP API and the data channel, against a running roverd: every status code of
+//! DESIGN.md, and that no bad request disturbs a connected peer.
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+
+fn error_text(body: &str) -> String {
+    let v: serde_json::Value =
+        serde_json::from_str(body).unwrap_or_else(|_| panic!("error body is not JSON: {body}"));
+    v["error"].as_str().unwrap_or_else(|| panic!("no \"error\" in {body}")).to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn page_health_and_status_are_served() {
+    let server = Server::start(test_config()).await;
+    let (code, page) = server.get("/").await;
+    assert_eq!(code, 200);
+    assert!(page.contains("<video"), "the page has no video element");
+    for asset in ["/app.js", "/style.css"] {
+        let (code, body) = server.get(asset).await;
+        assert_eq!(code, 200, "{asset}");
+        assert!(!body.is_empty(), "{asset} is empty");
+    }
+    assert_eq!(server.get("/healthz").await, (200, "ok".to_owned()));
+
+    let status = server.status().await;
+    assert_eq!(status["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(status["video"]["source"], "test");
+    assert_eq!(status["video"]["width"], 640);
+    assert_eq!(status["video"]["height"], 480);
+    assert!(status["video"]["frames_encoded"].as_u64() > Some(0));
+    assert_eq!(status["audio"]["source"], "test");
+    assert_eq!(status["audio"]["sample_rate"], 48_000);
+    assert_eq!(status["audio"]["channels"], 1);
+    assert_eq!(status["peers"], serde_json::json!([]));
+    assert_eq!(status["motors"]["backend"], "sim");
+    assert_eq!(status["motors"]["estop"], false);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_the_right_status_and_the_stream_goes_on() {
+    let server = Server::start(test_config()).await;
+    let mut watcher = ClientPeer::connect(&server).await;
+    watcher.next_video_packet().await;
+    let addr = server.addr;
+
+    let huge = vec![b'x'; 64 * 1024 + 1];
+    let cases: Vec<(&str, &str, Vec<(&str, &str)>, Vec<u8>, u16, &str)> = vec![
+        ("POST", "/api/offer", vec![], b"this is not json".to_vec(), 400, "not JSON"),
+        ("POST", "/api/offer", vec![], br#"{"hello": 1}"#.to_vec(), 400, "not an offer"),
+        ("POST", "/api/offer", vec![], br#"{"sdp": "v=0", "type": "answer"}"#.to_vec(), 400, "only \"offer\""),
+        ("POST", "/offer", vec![], br#"{"sdp": "garbage", "type": "offer"}"#.to_vec(), 400, "not a valid SDP"),
+        ("POST", "/connect", vec![], br#"{"sdp": "", "type": "offer"}"#.to_vec(), 400, "not a valid SDP"),
+        ("POST", "/webrtc/offer", vec![], huge, 413, "larger than 64 KiB"),
+        ("GET", "/api/offer", vec![], vec![], 405, "not allowed"),
+        ("GET", "/nothing-here", vec![], vec![], 404, "nothing at"),
+        ("DELETE", "/api/peers/p999", vec![], vec![], 404, "no peer"),
+        ("POST", "/api/offer", vec![("origin", "http://evil.example")], br#"{}"#.to_vec(), 403, "another site"),
+        ("GET", "/api/status", vec![("host", "evil.example")], vec![], 403, "not one of this robot's names"),
+        ("GET", "/", vec![("host", "evil.example:8080")], vec![], 403, "not one of this robot's names"),
+    ];
+    for (method, path, headers, body, want, why) in cases {
+        let (code, text) = request(addr, method, path, &headers, body).await;
+        assert_eq!(code, want, "{method} {path} {headers:?}: {text}");
+        let message = error_text(&text);
+        assert!(message.contains(why), "{method} {path}: {message:?} lacks {why:?}");
+    }
+
+    // Accepted names still work: IP literal, localhost, and the page's own origin.
+    for host in ["localhost:8080", "127.0.0.1", "[::1]:8080"] {
+        let (code, _) = request(addr, "GET", "/api/status", &[("host", host)], vec![]).await;
+        assert_eq!(code, 200, "Host {host}");
+    }
+    let origin = format!("http://{addr}");
+    let (code, _) = request(addr, "POST", "/api/offer", &[("origin", &origin)], b"{}".to_vec()).await;
+    assert_eq!(code, 400, "same-origin requests pass the Origin check");
+
+    // The watcher never noticed: it still receives, and is still listed.
+    let (frames, worst_gap) = frames_within_secs(&mut watcher, 1).await;
+    assert!(frames >= 20, "the watcher got {frames} frames after the bad requests");
+    assert!(worst_gap < Duration::from_millis(200), "gap of {worst_gap:?}");
+    assert_eq!(server.status().await["peers"].as_array().map(Vec::len), Some(1));
+    watcher.close().await;
+    server.stop().await;
+}
+
+async fn frames_within_secs(peer: &mut ClientPeer, secs: u64) -> (usize, Duration) {
+    let start = std::time::Instant::now();
+    let mut last = start;
+    let mut worst = Duration::ZERO;
+    let mut frames = 0;
+    while start.elapsed() < Duration::from_secs(secs) {
+        if peer.next_video_packet().await.header.marker {
+            worst = worst.max(last.elapsed());
+            last = std::time::Instant::now();
+            frames += 1;
+        }
+    }
+    (frames, worst)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_max_peers_an_offer_gets_503_and_a_freed_place_is_reusable() {
+    let mut config = test_config();
+    config.http.max_peers = 1;
+    let server = Server::start(config).await;
+    let first = ClientPeer::connect(&server).await;
+    let (code, body) = server
+        .post_json("/api/offer", &serde_json::json!({"sdp": first.answer, "type": "offer"}))
+        .await;
+    assert_eq!(code, 503, "{body}");
+    assert!(error_text(&body).contains("max_peers"));
+
+    let (code, _) = request(server.addr, "DELETE", &format!("/api/peers/{}", first.id), &[], vec![]).await;
+    assert_eq!(code, 204);
+    assert_eq!(server.status().await["peers"], serde_json::json!([]));
+    let second = ClientPeer::connect(&server).await;
+    second.close().await;
+    first.close().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_closes_is_forgotten() {
+    let server = Server::start(test_config()).await;
+    let peer = ClientPeer::connect(&server).await;
+    assert_eq!(server.status().await["peers"][0]["state"], "connected");
+    peer.close().await;
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while server.status().await["peers"] != serde_json::json!([]) {
+        assert!(std::time::Instant::now() < deadline, "closed peer still listed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_token_is_required_for_the_api_but_not_the_page() {
+    let mut config = test_config();
+    config.http.token = Some("correct horse battery".into());
+    let server = Server::start(config).await;
+    let addr = server.addr;
+    assert_eq!(server.get("/").await.0, 200);
+    let (code, body) = server.get("/api/status").await;
+    assert_eq!(code, 401);
+    assert!(error_text(&body).contains("Bearer"));
+    let wrong = [("authorization", "Bearer wrong")];
+    assert_eq!(request(addr, "GET", "/api/status", &wrong, vec![]).await.0, 401);
+    assert_eq!(request(addr, "POST", "/api/offer", &wrong, b"{}".to_vec()).await.0, 401);
+    let right = [("authorization", "Bearer correct horse battery")];
+    assert_eq!(request(addr, "GET", "/api/status", &right, vec![]).await.0, 200);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_data_channel_says_hello_answers_ping_and_refuses_the_rest() {
+    let server = Server::start(test_config()).await;
+    let mut peer = ClientPeer::connect(&server).await;
+    let hello = peer.next_reply().await;
+    assert_eq!(hello["type"], "hello");
+    assert_eq!(hello["id"], peer.id.as_str());
+    assert_eq!(hello["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(hello["deadman_ms"], 500);
+
+    peer.send(r#"{"type":"ping","t":123.5}"#).await;
+    assert_eq!(peer.next_reply().await, serde_json::json!({"type": "pong", "t": 123.5}));
+
+    for (msg, seq) in [
+        ("not json", None),
+        (r#"{"type":"warp","seq":4}"#, Some(4)),
+        (r#"{"type":"drive","left":1,"seq":5}"#, Some(5)),
+        (r#"{"type":"drive","left":0.5,"right":0.5,"seq":6}"#, Some(6)),
+    ] {
+        peer.send(msg).await;
+        let reply = peer.next_reply().await;
+        assert_eq!(reply["type"], "error", "{msg} → {reply}");
+        assert!(reply["message"].as_str().is_some_and(|m| !m.is_empty()));
+        assert_eq!(reply["seq"].as_i64(), seq, "{msg} → {reply}");
+    }
+    // Still answering after all that.
+    peer.send(r#"{"type":"ping","t":7}"#).await;
+    assert_eq!(peer.next_reply().await["t"], 7);
+    assert_eq!(server.status().await["motors"]["left"], 0.0);
+    peer.close().await;
+    server.stop().await;
+}

@@ -1,0 +1,202 @@
+//! End-to-end: roverd on 127.0.0.1:0 and real webrtc-rs client peers, decoding what they
+//! receive. These are the tests that say "a browser sees and hears the robot".
+
+mod common;
+
+use common::*;
+use roverd::media::pattern::read_stamp;
+use std::time::{Duration, Instant};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_answer_offers_constrained_baseline_h264_and_opus_with_candidates() {
+    let server = Server::start(test_config()).await;
+    let peer = ClientPeer::connect(&server).await;
+    let sdp = &peer.answer;
+    assert!(sdp.contains("H264/90000"), "no H.264 in the answer:\n{sdp}");
+    assert!(sdp.contains("packetization-mode=1"), "{sdp}");
+    assert!(sdp.contains("profile-level-id=42e01f"), "{sdp}");
+    assert!(sdp.to_lowercase().contains("opus/48000/2"), "no Opus in the answer:\n{sdp}");
+    assert!(sdp.contains("a=candidate:"), "the answer must carry its ICE candidates:\n{sdp}");
+    assert!(sdp.contains("a=sendonly") || sdp.contains("a=sendrecv"), "{sdp}");
+    assert!(peer.id.starts_with('p'), "peer id {:?}", peer.id);
+    peer.close().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn video_decodes_to_moving_640x480_frames_stamped_with_the_capture_time() {
+    let server = Server::start(test_config()).await;
+    let mut peer = ClientPeer::connect(&server).await;
+    let mut rx = VideoReceiver::new();
+    let mut pictures = Vec::new();
+    while pictures.len() < 10 {
+        let packet = peer.next_video_packet().await;
+        if let Some(picture) = rx.push(&packet) {
+            let now = now_ms();
+            assert_eq!((picture.width, picture.height), (640, 480));
+            let stamp = read_stamp(&picture.y, picture.width, picture.width, picture.height)
+                .expect("the decoded picture carries a readable bar code");
+            let age = stamp_distance_ms(stamp, now as u32);
+            assert!(age < 1000, "bar code {stamp} is {age} ms away from now {now}");
+            pictures.push(picture);
+        }
+    }
+    // The pattern moves: the picture below the bar code changes between frames.
+    let below = |p: &Picture| p.y[16 * p.width..].to_vec();
+    assert_ne!(below(&pictures[0]), below(&pictures[9]), "the test pattern does not move");
+    // RTP timestamps follow capture time at 90 kHz: about 3000 ticks per frame at 30 fps.
+    let span = pictures[9].rtp_timestamp.wrapping_sub(pictures[0].rtp_timestamp);
+    assert!((20_000..40_000).contains(&span), "9 frames spanned {span} ticks");
+    peer.close().await;
+    server.stop().await;
+}
+
+/// Frequency by zero crossings, level as RMS, of decoded mono samples.
+fn tone_of(samples: &[i16]) -> (f64, f64) {
+    let crossings = samples
+        .windows(2)
+        .filter(|w| (w[0] < 0) != (w[1] < 0))
+        .count();
+    let seconds = samples.len() as f64 / 48_000.0;
+    let rms = (samples.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / samples.len() as f64).sqrt();
+    (crossings as f64 / 2.0 / seconds, rms)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audio_decodes_to_the_440_hz_test_tone() {
+    let server = Server::start(test_config()).await;
+    let mut peer = ClientPeer::connect(&server).await;
+    let mut decoder = opus::Decoder::new(48_000, opus::Channels::Mono).expect("opus decoder");
+    let mut samples = Vec::new();
+    let mut buf = vec![0i16; 5760];
+    // Half a second of audio, after skipping the codec's first frames (its ramp-up).
+    for i in 0..40 {
+        let packet = peer.next_audio_packet().await;
+        let n = decoder.decode(&packet.payload, &mut buf, false).expect("Opus decodes");
+        assert_eq!(n, 960, "20 ms frames at 48 kHz");
+        if i >= 15 {
+            samples.extend_from_slice(&buf[..n]);
+        }
+    }
+    let (hz, rms) = tone_of(&samples);
+    assert!((hz - 440.0).abs() < 440.0 * 0.02, "tone at {hz:.1} Hz, expected 440");
+    // Amplitude 0.25 of full scale: RMS 0.25 * 32767 / sqrt(2) ≈ 5793.
+    assert!((4500.0..7000.0).contains(&rms), "tone level RMS {rms:.0}");
+    peer.close().await;
+    server.stop().await;
+}
+
+async fn frames_within(peer: &mut ClientPeer, window: Duration) -> (usize, Duration) {
+    let mut rx = VideoReceiver::new();
+    let start = Instant::now();
+    let mut last = start;
+    let mut worst_gap = Duration::ZERO;
+    let mut frames = 0;
+    while start.elapsed() < window {
+        let packet = peer.next_video_packet().await;
+        if packet.header.marker {
+            let now = Instant::now();
+            worst_gap = worst_gap.max(now - last);
+            last = now;
+            frames += 1;
+        }
+        let _ = rx.push(&packet);
+    }
+    (frames, worst_gap)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_peers_at_once_all_receive_video_and_audio() {
+    let server = Server::start(test_config()).await;
+    let mut peers = Vec::new();
+    for _ in 0..3 {
+        peers.push(ClientPeer::connect(&server).await);
+    }
+    assert_eq!(server.status().await["peers"].as_array().map(Vec::len), Some(3));
+    for peer in &mut peers {
+        let mut rx = VideoReceiver::new();
+        let picture = loop {
+            if let Some(p) = rx.push(&peer.next_video_packet().await) {
+                break p;
+            }
+        };
+        assert_eq!((picture.width, picture.height), (640, 480));
+        peer.next_audio_packet().await;
+    }
+    for peer in peers {
+        peer.close().await;
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_stops_reading_does_not_stall_the_others() {
+    let server = Server::start(test_config()).await;
+    let stalled = ClientPeer::connect(&server).await;
+    let mut reader = ClientPeer::connect(&server).await;
+    // The stalled peer never reads again: its packets pile up unread on its side.
+    let (frames, worst_gap) = frames_within(&mut reader, Duration::from_secs(2)).await;
+    assert!(frames >= 50, "the reading peer got only {frames} frames in 2 s");
+    assert!(worst_gap < Duration::from_millis(200), "the reading peer saw a {worst_gap:?} gap");
+    drop(stalled);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_picture_loss_indication_gets_a_keyframe_within_a_few_frames() {
+    use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+    let mut config = test_config();
+    // No periodic keyframes during the test: any new one answers the PLI.
+    config.video.keyframe_interval_s = 60.0;
+    let server = Server::start(config).await;
+    let mut peer = ClientPeer::connect(&server).await;
+    // The keyframe every new peer gets first.
+    let mut rx = VideoReceiver::new();
+    while rx.push(&peer.next_video_packet().await).is_none() {}
+    let ssrc = peer.next_video_packet().await.header.ssrc;
+    let keyframes = || async { server.status().await["video"]["keyframes"].as_u64().expect("keyframes") };
+    let before = keyframes().await;
+    let pli = PictureLossIndication { sender_ssrc: 1, media_ssrc: ssrc };
+    let mut sent = false;
+    for receiver in peer.pc.get_receivers().await {
+        if receiver.track().kind().await == rtc::rtp_transceiver::rtp_sender::RtpCodecKind::Video {
+            sent |= receiver.track().write_rtcp(vec![Box::new(pli.clone())]).await.is_ok();
+        }
+    }
+    assert!(sent, "could not send a PLI");
+    // Count pictures until one is a keyframe (SPS present); allow a few for the round trip.
+    let mut pictures = 0;
+    loop {
+        let packet = peer.next_video_packet().await;
+        if is_keyframe_start(&packet.payload) {
+            break;
+        }
+        if packet.header.marker {
+            pictures += 1;
+            assert!(pictures <= 5, "no keyframe within 5 pictures of a PLI");
+        }
+    }
+    assert_eq!(keyframes().await, before + 1, "exactly one keyframe answers one PLI");
+    peer.close().await;
+    server.stop().await;
+}
+
+/// An RTP payload that starts a keyframe: a STAP-A holding an SPS, or an SPS on its own.
+fn is_keyframe_start(payload: &[u8]) -> bool {
+    match payload.first().map(|b| b & 0x1f) {
+        Some(7) => true,
+        Some(24) => payload.get(3).is_some_and(|b| b & 0x1f == 7),
+        _ => false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_offer_alias_answers_in_the_same_shape() {
+    let server = Server::start(test_config()).await;
+    for path in ["/offer", "/connect", "/webrtc/offer"] {
+        let peer = ClientPeer::connect_via(&server, path).await;
+        assert!(peer.answer.contains("H264/90000"), "{path}");
+        peer.close().await;
+    }
+    server.stop().await;
+}
