@@ -69,7 +69,10 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, local: SocketAddr) ->
             if app.peers.close(id).await {
                 empty(StatusCode::NO_CONTENT)
             } else {
-                error(StatusCode::NOT_FOUND, &format!("no peer with id {id:?} is connected"))
+                error(
+                    StatusCode::NOT_FOUND,
+                    &format!("no peer with id {id:?} is connected"),
+                )
             }
         }
         (_, p) if known_path(p) => {
@@ -84,7 +87,8 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, local: SocketAddr) ->
             } else {
                 "GET"
             };
-            resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+            resp.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(allow));
             resp
         }
         (_, p) => error(StatusCode::NOT_FOUND, &format!("nothing at {p}")),
@@ -98,7 +102,10 @@ fn is_offer_path(path: &str) -> bool {
 fn known_path(path: &str) -> bool {
     is_offer_path(path)
         || path.starts_with("/api/peers/")
-        || matches!(path, "/" | "/index.html" | "/app.js" | "/style.css" | "/healthz" | "/api/status")
+        || matches!(
+            path,
+            "/" | "/index.html" | "/app.js" | "/style.css" | "/healthz" | "/api/status"
+        )
 }
 
 async fn offer(app: &Arc<App>, req: Request<Incoming>, local_ip: IpAddr) -> HttpResponse {
@@ -114,7 +121,10 @@ async fn offer(app: &Arc<App>, req: Request<Incoming>, local_ip: IpAddr) -> Http
         Ok(body) => body.to_bytes(),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(),
         Err(e) => {
-            return error(StatusCode::BAD_REQUEST, &format!("could not read the request body: {e}"))
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("could not read the request body: {e}"),
+            )
         }
     };
     let request: OfferRequest = match serde_json::from_slice::<serde_json::Value>(&body) {
@@ -137,7 +147,10 @@ async fn offer(app: &Arc<App>, req: Request<Incoming>, local_ip: IpAddr) -> Http
     if request.kind != "offer" {
         return error(
             StatusCode::BAD_REQUEST,
-            &format!("\"type\" is {:?}; only \"offer\" is accepted here", request.kind),
+            &format!(
+                "\"type\" is {:?}; only \"offer\" is accepted here",
+                request.kind
+            ),
         );
     }
     match app.offer(request.sdp, local_ip).await {
@@ -151,11 +164,14 @@ async fn offer(app: &Arc<App>, req: Request<Incoming>, local_ip: IpAddr) -> Http
         ),
         Err(OfferError::Full(max)) => error(
             StatusCode::SERVICE_UNAVAILABLE,
-            &format!("the robot already has {max} viewers (http.max_peers); try again when one leaves"),
+            &format!(
+                "the robot already has {max} viewers (http.max_peers); try again when one leaves"
+            ),
         ),
-        Err(OfferError::Rtc(crate::rtc::RtcError::BadOffer(why))) => {
-            error(StatusCode::BAD_REQUEST, &format!("the offer is not a valid SDP offer: {why}"))
-        }
+        Err(OfferError::Rtc(crate::rtc::RtcError::BadOffer(why))) => error(
+            StatusCode::BAD_REQUEST,
+            &format!("the offer is not a valid SDP offer: {why}"),
+        ),
         Err(OfferError::Rtc(e)) => {
             log::error!("{e}");
             error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string())
@@ -238,8 +254,10 @@ fn json<T: Serialize>(status: StatusCode, value: &T) -> HttpResponse {
     let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
     let mut resp = Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp

@@ -18,7 +18,9 @@ pub fn init(level: &str) {
                     return;
                 }
             }
-            Err(e) => eprintln!("roverd: the systemd journal is not reachable ({e}); logging to stderr"),
+            Err(e) => {
+                eprintln!("roverd: the systemd journal is not reachable ({e}); logging to stderr")
+            }
         }
     }
     let _ = log::set_boxed_logger(Box::new(Stderr { level }));
@@ -36,12 +38,18 @@ impl log::Log for Stderr {
         // webrtc-rs and its crates are chatty at info; keep their noise at warn unless
         // RUST_LOG asks for more.
         let ours = metadata.target().starts_with("roverd");
-        metadata.level() <= self.level && (ours || metadata.level() <= log::Level::Warn || self.level >= LevelFilter::Debug)
+        metadata.level() <= self.level
+            && (ours || metadata.level() <= log::Level::Warn || self.level >= LevelFilter::Debug)
     }
 
     fn log(&self, record: &log::Record<'_>) {
         if self.enabled(record.metadata()) {
-            eprintln!("{:<5} {}: {}", record.level(), record.target(), record.args());
+            eprintln!(
+                "{:<5} {}: {}",
+                record.level(),
+                record.target(),
+                record.args()
+            );
         }
     }
 

@@ -15,7 +15,11 @@ const SYSTEM_CONFIG: &str = "/etc/roverd/roverd.toml";
 const SHUTDOWN_BUDGET: Duration = Duration::from_millis(1800);
 
 #[derive(Parser)]
-#[command(name = "roverd", version, about = "Live video, sound and control for a Raspberry Pi robot, over WebRTC")]
+#[command(
+    name = "roverd",
+    version,
+    about = "Live video, sound and control for a Raspberry Pi robot, over WebRTC"
+)]
 struct Cli {
     /// Config file [default: /etc/roverd/roverd.toml if it exists, else built-in defaults]
     #[arg(long, value_name = "FILE", global = true)]
@@ -70,9 +74,10 @@ fn check_config(file: &Path) -> ExitCode {
 fn load_config(cli: &Cli) -> anyhow::Result<(Config, String)> {
     let (mut config, origin) = match &cli.config {
         Some(path) => (Config::load(path)?, path.display().to_string()),
-        None if Path::new(SYSTEM_CONFIG).exists() => {
-            (Config::load(Path::new(SYSTEM_CONFIG))?, SYSTEM_CONFIG.to_owned())
-        }
+        None if Path::new(SYSTEM_CONFIG).exists() => (
+            Config::load(Path::new(SYSTEM_CONFIG))?,
+            SYSTEM_CONFIG.to_owned(),
+        ),
         None => (Config::default(), "built-in defaults".to_owned()),
     };
     if let Some(listen) = cli.listen {
@@ -87,7 +92,10 @@ fn load_config(cli: &Cli) -> anyhow::Result<(Config, String)> {
 fn run(cli: Cli) -> anyhow::Result<()> {
     let (config, origin) = load_config(&cli)?;
     roverd::logging::init(config.log.level.as_str());
-    log::info!("config: {origin}{}", if cli.simulate { " (--simulate)" } else { "" });
+    log::info!(
+        "config: {origin}{}",
+        if cli.simulate { " (--simulate)" } else { "" }
+    );
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -18,6 +18,10 @@ use webrtc::peer_connection::{PeerConnection, RTCPeerConnectionState};
 /// A peer that has not connected this long after its answer is dropped.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// A peer disconnected this long is dropped. The page itself gives up on a disconnected
+/// connection after 3 s and makes a new one, so waiting longer only holds a viewer slot.
+pub const DISCONNECT_GRACE: Duration = Duration::from_secs(5);
+
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct PeerStatus {
     pub id: String,
@@ -190,6 +194,7 @@ async fn supervise(
     let connect_deadline = tokio::time::sleep(CONNECT_TIMEOUT);
     tokio::pin!(connect_deadline);
     let mut connected = false;
+    let mut lost: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
     loop {
         tokio::select! {
             event = peer.events.recv() => match event {
@@ -204,7 +209,10 @@ async fn supervise(
                             }
                         }
                         RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => break,
-                        _ => {}
+                        RTCPeerConnectionState::Disconnected => {
+                            lost = Some(Box::pin(tokio::time::sleep(DISCONNECT_GRACE)));
+                        }
+                        _ => lost = None,
                     }
                 }
                 Some(PeerEvent::DataChannel(dc)) => {
@@ -213,6 +221,13 @@ async fn supervise(
                 }
                 None => break,
             },
+            () = async { if let Some(l) = lost.as_mut() { l.await } }, if lost.is_some() => {
+                log::info!(
+                    "peer {id}: no packets for {} s; dropping it",
+                    (crate::rtc::ICE_DISCONNECTED_AFTER + DISCONNECT_GRACE).as_secs()
+                );
+                break;
+            }
             () = &mut connect_deadline, if !connected => {
                 log::warn!(
                     "peer {id} did not connect within {} s; dropping it (is UDP blocked between the browser and the robot?)",

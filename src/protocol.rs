@@ -25,7 +25,9 @@ pub enum Command {
     Estop,
     Reset,
     /// Echoed back as a pong; `t` is the sender's clock, never interpreted.
-    Ping { t: Number },
+    Ping {
+        t: Number,
+    },
 }
 
 /// The two forms of a drive command, as sent (not yet clamped).
@@ -247,7 +249,10 @@ mod tests {
         let Command::Ping { t } = ok(r#"{"type":"ping","t":17.25}"#).command else {
             panic!("not a ping")
         };
-        assert_eq!(Outgoing::Pong { t }.to_json(), r#"{"type":"pong","t":17.25}"#);
+        assert_eq!(
+            Outgoing::Pong { t }.to_json(),
+            r#"{"type":"pong","t":17.25}"#
+        );
     }
 
     #[test]
@@ -259,19 +264,35 @@ mod tests {
             (r#"{"type":5}"#, "must be a string"),
             (r#"{"type":"fly","seq":3}"#, "unknown message type"),
             (r#"{"type":"drive","left":1}"#, "either"),
-            (r#"{"type":"drive","left":1,"right":1,"linear":0,"angular":0}"#, "not both"),
-            (r#"{"type":"drive","left":"1","right":1}"#, "must be a number"),
-            (r#"{"type":"drive","left":1e999,"right":1}"#, "not valid JSON"),
+            (
+                r#"{"type":"drive","left":1,"right":1,"linear":0,"angular":0}"#,
+                "not both",
+            ),
+            (
+                r#"{"type":"drive","left":"1","right":1}"#,
+                "must be a number",
+            ),
+            (
+                r#"{"type":"drive","left":1e999,"right":1}"#,
+                "not valid JSON",
+            ),
             (r#"{"type":"ping"}"#, "needs a number"),
             (r#"{"type":"ping","t":"x"}"#, "must be a number"),
             (r#"{"type":"stop","seq":1.5}"#, "integer"),
         ];
         for (text, why) in cases {
             let e = refused(text);
-            assert!(e.message.contains(why), "{text}: {:?} lacks {why:?}", e.message);
+            assert!(
+                e.message.contains(why),
+                "{text}: {:?} lacks {why:?}",
+                e.message
+            );
         }
         assert_eq!(refused(r#"{"type":"fly","seq":3}"#).seq, Some(3));
-        let big = format!(r#"{{"type":"stop","pad":"{}"}}"#, "x".repeat(MAX_MESSAGE_BYTES));
+        let big = format!(
+            r#"{{"type":"stop","pad":"{}"}}"#,
+            "x".repeat(MAX_MESSAGE_BYTES)
+        );
         assert!(refused(&big).message.contains("at most"));
     }
 

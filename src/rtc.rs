@@ -10,7 +10,9 @@ use crate::media::audio::AudioPacket;
 use crate::media::fanout::{Next, Subscriber};
 use crate::media::video::VideoFrame;
 use crate::media::Media;
-use rtc::interceptor::{Attribute, Interceptor, Packet as InterceptorPacket, Slot, StreamInfo, TaggedPacket};
+use rtc::interceptor::{
+    Attribute, Interceptor, Packet as InterceptorPacket, Slot, StreamInfo, TaggedPacket,
+};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_H264, MIME_TYPE_OPUS};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
@@ -37,6 +39,9 @@ use webrtc::rtp_transceiver::RtpSender;
 /// How long an answer waits for its own ICE candidates. Host candidates on a LAN take
 /// milliseconds; this only bounds a pathological case.
 const GATHER_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Silence from a peer for this long makes its connection "disconnected".
+pub const ICE_DISCONNECTED_AFTER: Duration = Duration::from_secs(3);
 
 /// Errors while answering an offer. Each maps to an HTTP status in `http`.
 #[derive(Debug, thiserror::Error)]
@@ -91,8 +96,13 @@ pub struct RtcPeer {
 
 /// Answers `offer_sdp`. `local_ip` is the address the browser reached roverd's HTTP server
 /// on: an address it can certainly reach, so the ICE candidates are bound there.
-pub async fn answer(offer_sdp: String, local_ip: IpAddr, media: &Media) -> Result<RtcPeer, RtcError> {
-    let offer = RTCSessionDescription::offer(offer_sdp).map_err(|e| RtcError::BadOffer(e.to_string()))?;
+pub async fn answer(
+    offer_sdp: String,
+    local_ip: IpAddr,
+    media: &Media,
+) -> Result<RtcPeer, RtcError> {
+    let offer =
+        RTCSessionDescription::offer(offer_sdp).map_err(|e| RtcError::BadOffer(e.to_string()))?;
 
     let settings = media.video_settings();
     let h264 = h264_codec(crate::media::h264::fmtp_line(settings.level_idc()));
@@ -118,6 +128,13 @@ pub async fn answer(offer_sdp: String, local_ip: IpAddr, media: &Media) -> Resul
         // Query mode would bind 0.0.0.0:5353; browsers' .local candidates are not needed
         // because roverd learns the browser's address from its connectivity checks.
         .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+        // A browser that vanishes (closed lid, Wi-Fi gone) sends nothing to say so: notice
+        // silence after 3 s instead of the default 5 s, and give up 10 s later.
+        .with_ice_timeouts(
+            Some(ICE_DISCONNECTED_AFTER),
+            Some(Duration::from_secs(10)),
+            Some(Duration::from_secs(1)),
+        )
         .build();
 
     let (events_tx, events) = tokio::sync::mpsc::unbounded_channel();
@@ -147,7 +164,10 @@ pub async fn answer(offer_sdp: String, local_ip: IpAddr, media: &Media) -> Resul
         pc.set_remote_description(offer)
             .await
             .map_err(|e| RtcError::BadOffer(e.to_string()))?;
-        let answer = pc.create_answer(None).await.map_err(|e| RtcError::BadOffer(e.to_string()))?;
+        let answer = pc
+            .create_answer(None)
+            .await
+            .map_err(|e| RtcError::BadOffer(e.to_string()))?;
         pc.set_local_description(answer)
             .await
             .map_err(setup("applying the answer"))?;
@@ -191,7 +211,6 @@ fn h264_codec(fmtp: String) -> RTCRtpCodecParameters {
             }],
         },
         payload_type: 102,
-        ..Default::default()
     }
 }
 
@@ -205,7 +224,6 @@ fn opus_codec() -> RTCRtpCodecParameters {
             rtcp_feedback: vec![],
         },
         payload_type: 111,
-        ..Default::default()
     }
 }
 
@@ -260,14 +278,26 @@ impl RtcPeer {
             match negotiated_payload_type(&sender, MIME_TYPE_H264).await {
                 Some(pt) => {
                     let sub = media.subscribe_video();
-                    tasks.push(tokio::spawn(pump_video(Arc::clone(&track), ssrc, pt, sub, Arc::clone(media))));
-                    tasks.push(tokio::spawn(forward_keyframe_requests(track, Arc::clone(media))));
+                    tasks.push(tokio::spawn(pump_video(
+                        Arc::clone(&track),
+                        ssrc,
+                        pt,
+                        sub,
+                        Arc::clone(media),
+                    )));
+                    tasks.push(tokio::spawn(forward_keyframe_requests(
+                        track,
+                        Arc::clone(media),
+                    )));
                 }
                 None => log::info!("the browser did not accept H.264 video; sending no video"),
             }
         }
         if let Some((track, sender, ssrc)) = self.audio.take() {
-            match (negotiated_payload_type(&sender, MIME_TYPE_OPUS).await, media.subscribe_audio()) {
+            match (
+                negotiated_payload_type(&sender, MIME_TYPE_OPUS).await,
+                media.subscribe_audio(),
+            ) {
                 (Some(pt), Some(sub)) => tasks.push(tokio::spawn(pump_audio(track, ssrc, pt, sub))),
                 _ => log::info!("the browser did not accept Opus audio; sending no audio"),
             }
@@ -276,7 +306,14 @@ impl RtcPeer {
     }
 }
 
-fn rtp_packet(ssrc: u32, pt: u8, seq: u16, timestamp: u32, marker: bool, payload: bytes::Bytes) -> rtc::rtp::Packet {
+fn rtp_packet(
+    ssrc: u32,
+    pt: u8,
+    seq: u16,
+    timestamp: u32,
+    marker: bool,
+    payload: bytes::Bytes,
+) -> rtc::rtp::Packet {
     rtc::rtp::Packet {
         header: rtc::rtp::header::Header {
             version: 2,
@@ -312,7 +349,14 @@ async fn pump_video(
                 need_keyframe = false;
                 let last = frame.payloads.len().saturating_sub(1);
                 for (i, payload) in frame.payloads.iter().enumerate() {
-                    let packet = rtp_packet(ssrc, pt, seq, frame.rtp_timestamp, i == last, payload.clone());
+                    let packet = rtp_packet(
+                        ssrc,
+                        pt,
+                        seq,
+                        frame.rtp_timestamp,
+                        i == last,
+                        payload.clone(),
+                    );
                     seq = seq.wrapping_add(1);
                     if let Err(e) = track.write_rtp(packet).await {
                         log::debug!("video track closed: {e}");
@@ -330,7 +374,12 @@ async fn pump_video(
     }
 }
 
-async fn pump_audio(track: Arc<TrackLocalStaticRTP>, ssrc: u32, pt: u8, mut packets: Subscriber<AudioPacket>) {
+async fn pump_audio(
+    track: Arc<TrackLocalStaticRTP>,
+    ssrc: u32,
+    pt: u8,
+    mut packets: Subscriber<AudioPacket>,
+) {
     let mut seq: u16 = rand::random();
     loop {
         match packets.next().await {
@@ -384,7 +433,11 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequests {
 
     fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
         if let InterceptorPacket::Rtcp(packets) = &msg.message.packet {
-            let wanted: Vec<_> = packets.iter().filter(|p| is_keyframe_request(p)).cloned().collect();
+            let wanted: Vec<_> = packets
+                .iter()
+                .filter(|p| is_keyframe_request(p))
+                .cloned()
+                .collect();
             if wanted.is_empty() {
                 return Ok(());
             }
@@ -454,7 +507,8 @@ pub async fn serve_data_channel(dc: Arc<dyn DataChannel>, peer_id: String, deadm
                         Ok(Ok(incoming)) => match incoming.command {
                             Command::Ping { t } => Outgoing::Pong { t },
                             _ => Outgoing::Error {
-                                message: "driving is not available in this version of roverd".into(),
+                                message: "driving is not available in this version of roverd"
+                                    .into(),
                                 seq: incoming.seq,
                             },
                         },

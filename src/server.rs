@@ -77,7 +77,11 @@ impl App {
         }
     }
 
-    pub async fn offer(&self, sdp: String, local_ip: IpAddr) -> Result<(String, String), OfferError> {
+    pub async fn offer(
+        &self,
+        sdp: String,
+        local_ip: IpAddr,
+    ) -> Result<(String, String), OfferError> {
         let slot = self
             .peers
             .reserve()
@@ -90,7 +94,10 @@ impl App {
             Arc::clone(&self.media),
             self.config.control.deadman_ms,
         );
-        log::info!("peer {id} answered; {} connected or connecting", self.peers.len());
+        log::info!(
+            "peer {id} answered; {} connected or connecting",
+            self.peers.len()
+        );
         Ok((answer, id))
     }
 

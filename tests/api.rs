@@ -9,7 +9,10 @@ use std::time::Duration;
 fn error_text(body: &str) -> String {
     let v: serde_json::Value =
         serde_json::from_str(body).unwrap_or_else(|_| panic!("error body is not JSON: {body}"));
-    v["error"].as_str().unwrap_or_else(|| panic!("no \"error\" in {body}")).to_owned()
+    v["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no \"error\" in {body}"))
+        .to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -48,25 +51,70 @@ async fn bad_requests_get_the_right_status_and_the_stream_goes_on() {
     let addr = server.addr;
 
     let huge = vec![b'x'; 64 * 1024 + 1];
-    let cases: Vec<(&str, &str, Vec<(&str, &str)>, Vec<u8>, u16, &str)> = vec![
-        ("POST", "/api/offer", vec![], b"this is not json".to_vec(), 400, "not JSON"),
-        ("POST", "/api/offer", vec![], br#"{"hello": 1}"#.to_vec(), 400, "not an offer"),
-        ("POST", "/api/offer", vec![], br#"{"sdp": "v=0", "type": "answer"}"#.to_vec(), 400, "only \"offer\""),
-        ("POST", "/offer", vec![], br#"{"sdp": "garbage", "type": "offer"}"#.to_vec(), 400, "not a valid SDP"),
-        ("POST", "/connect", vec![], br#"{"sdp": "", "type": "offer"}"#.to_vec(), 400, "not a valid SDP"),
-        ("POST", "/webrtc/offer", vec![], huge, 413, "larger than 64 KiB"),
-        ("GET", "/api/offer", vec![], vec![], 405, "not allowed"),
-        ("GET", "/nothing-here", vec![], vec![], 404, "nothing at"),
-        ("DELETE", "/api/peers/p999", vec![], vec![], 404, "no peer"),
-        ("POST", "/api/offer", vec![("origin", "http://evil.example")], br#"{}"#.to_vec(), 403, "another site"),
-        ("GET", "/api/status", vec![("host", "evil.example")], vec![], 403, "not one of this robot's names"),
-        ("GET", "/", vec![("host", "evil.example:8080")], vec![], 403, "not one of this robot's names"),
+    let offer = |body: &[u8]| body.to_vec();
+    let cases = [
+        Bad::new(
+            "POST",
+            "/api/offer",
+            offer(b"this is not json"),
+            400,
+            "not JSON",
+        ),
+        Bad::new(
+            "POST",
+            "/api/offer",
+            offer(br#"{"hello": 1}"#),
+            400,
+            "not an offer",
+        ),
+        Bad::new(
+            "POST",
+            "/api/offer",
+            offer(br#"{"sdp": "v=0", "type": "answer"}"#),
+            400,
+            "only \"offer\"",
+        ),
+        Bad::new(
+            "POST",
+            "/offer",
+            offer(br#"{"sdp": "garbage", "type": "offer"}"#),
+            400,
+            "not a valid SDP",
+        ),
+        Bad::new(
+            "POST",
+            "/connect",
+            offer(br#"{"sdp": "", "type": "offer"}"#),
+            400,
+            "not a valid SDP",
+        ),
+        Bad::new("POST", "/webrtc/offer", huge, 413, "larger than 64 KiB"),
+        Bad::new("GET", "/api/offer", vec![], 405, "not allowed"),
+        Bad::new("GET", "/nothing-here", vec![], 404, "nothing at"),
+        Bad::new("DELETE", "/api/peers/p999", vec![], 404, "no peer"),
+        Bad::new("POST", "/api/offer", offer(b"{}"), 403, "another site")
+            .header("origin", "http://evil.example"),
+        Bad::new(
+            "GET",
+            "/api/status",
+            vec![],
+            403,
+            "not one of this robot's names",
+        )
+        .header("host", "evil.example"),
+        Bad::new("GET", "/", vec![], 403, "not one of this robot's names")
+            .header("host", "evil.example:8080"),
     ];
-    for (method, path, headers, body, want, why) in cases {
-        let (code, text) = request(addr, method, path, &headers, body).await;
-        assert_eq!(code, want, "{method} {path} {headers:?}: {text}");
+    for bad in cases {
+        let (code, text) = request(addr, bad.method, bad.path, &bad.headers, bad.body).await;
+        let what = format!("{} {} {:?}", bad.method, bad.path, bad.headers);
+        assert_eq!(code, bad.status, "{what}: {text}");
         let message = error_text(&text);
-        assert!(message.contains(why), "{method} {path}: {message:?} lacks {why:?}");
+        assert!(
+            message.contains(bad.says),
+            "{what}: {message:?} lacks {:?}",
+            bad.says
+        );
     }
 
     // Accepted names still work: IP literal, localhost, and the page's own origin.
@@ -75,16 +123,66 @@ async fn bad_requests_get_the_right_status_and_the_stream_goes_on() {
         assert_eq!(code, 200, "Host {host}");
     }
     let origin = format!("http://{addr}");
-    let (code, _) = request(addr, "POST", "/api/offer", &[("origin", &origin)], b"{}".to_vec()).await;
+    let (code, _) = request(
+        addr,
+        "POST",
+        "/api/offer",
+        &[("origin", &origin)],
+        b"{}".to_vec(),
+    )
+    .await;
     assert_eq!(code, 400, "same-origin requests pass the Origin check");
 
     // The watcher never noticed: it still receives, and is still listed.
     let (frames, worst_gap) = frames_within_secs(&mut watcher, 1).await;
-    assert!(frames >= 20, "the watcher got {frames} frames after the bad requests");
-    assert!(worst_gap < Duration::from_millis(200), "gap of {worst_gap:?}");
-    assert_eq!(server.status().await["peers"].as_array().map(Vec::len), Some(1));
+    assert!(
+        frames >= 20,
+        "the watcher got {frames} frames after the bad requests"
+    );
+    assert!(
+        worst_gap < Duration::from_millis(200),
+        "gap of {worst_gap:?}"
+    );
+    assert_eq!(
+        server.status().await["peers"].as_array().map(Vec::len),
+        Some(1)
+    );
     watcher.close().await;
     server.stop().await;
+}
+
+/// A request that must be refused, and what the refusal must say.
+struct Bad {
+    method: &'static str,
+    path: &'static str,
+    headers: Vec<(&'static str, &'static str)>,
+    body: Vec<u8>,
+    status: u16,
+    says: &'static str,
+}
+
+impl Bad {
+    fn new(
+        method: &'static str,
+        path: &'static str,
+        body: Vec<u8>,
+        status: u16,
+        says: &'static str,
+    ) -> Self {
+        Self {
+            method,
+            path,
+            headers: Vec::new(),
+            body,
+            status,
+            says,
+        }
+    }
+
+    fn header(mut self, name: &'static str, value: &'static str) -> Self {
+        self.headers.push((name, value));
+        self
+    }
 }
 
 async fn frames_within_secs(peer: &mut ClientPeer, secs: u64) -> (usize, Duration) {
@@ -109,12 +207,22 @@ async fn past_max_peers_an_offer_gets_503_and_a_freed_place_is_reusable() {
     let server = Server::start(config).await;
     let first = ClientPeer::connect(&server).await;
     let (code, body) = server
-        .post_json("/api/offer", &serde_json::json!({"sdp": first.answer, "type": "offer"}))
+        .post_json(
+            "/api/offer",
+            &serde_json::json!({"sdp": first.answer, "type": "offer"}),
+        )
         .await;
     assert_eq!(code, 503, "{body}");
     assert!(error_text(&body).contains("max_peers"));
 
-    let (code, _) = request(server.addr, "DELETE", &format!("/api/peers/{}", first.id), &[], vec![]).await;
+    let (code, _) = request(
+        server.addr,
+        "DELETE",
+        &format!("/api/peers/{}", first.id),
+        &[],
+        vec![],
+    )
+    .await;
     assert_eq!(code, 204);
     assert_eq!(server.status().await["peers"], serde_json::json!([]));
     let second = ClientPeer::connect(&server).await;
@@ -131,7 +239,10 @@ async fn a_peer_that_closes_is_forgotten() {
     peer.close().await;
     let deadline = std::time::Instant::now() + PATIENCE;
     while server.status().await["peers"] != serde_json::json!([]) {
-        assert!(std::time::Instant::now() < deadline, "closed peer still listed");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "closed peer still listed"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     server.stop().await;
@@ -148,10 +259,21 @@ async fn a_configured_token_is_required_for_the_api_but_not_the_page() {
     assert_eq!(code, 401);
     assert!(error_text(&body).contains("Bearer"));
     let wrong = [("authorization", "Bearer wrong")];
-    assert_eq!(request(addr, "GET", "/api/status", &wrong, vec![]).await.0, 401);
-    assert_eq!(request(addr, "POST", "/api/offer", &wrong, b"{}".to_vec()).await.0, 401);
+    assert_eq!(
+        request(addr, "GET", "/api/status", &wrong, vec![]).await.0,
+        401
+    );
+    assert_eq!(
+        request(addr, "POST", "/api/offer", &wrong, b"{}".to_vec())
+            .await
+            .0,
+        401
+    );
     let right = [("authorization", "Bearer correct horse battery")];
-    assert_eq!(request(addr, "GET", "/api/status", &right, vec![]).await.0, 200);
+    assert_eq!(
+        request(addr, "GET", "/api/status", &right, vec![]).await.0,
+        200
+    );
     server.stop().await;
 }
 
@@ -166,13 +288,19 @@ async fn the_data_channel_says_hello_answers_ping_and_refuses_the_rest() {
     assert_eq!(hello["deadman_ms"], 500);
 
     peer.send(r#"{"type":"ping","t":123.5}"#).await;
-    assert_eq!(peer.next_reply().await, serde_json::json!({"type": "pong", "t": 123.5}));
+    assert_eq!(
+        peer.next_reply().await,
+        serde_json::json!({"type": "pong", "t": 123.5})
+    );
 
     for (msg, seq) in [
         ("not json", None),
         (r#"{"type":"warp","seq":4}"#, Some(4)),
         (r#"{"type":"drive","left":1,"seq":5}"#, Some(5)),
-        (r#"{"type":"drive","left":0.5,"right":0.5,"seq":6}"#, Some(6)),
+        (
+            r#"{"type":"drive","left":0.5,"right":0.5,"seq":6}"#,
+            Some(6),
+        ),
     ] {
         peer.send(msg).await;
         let reply = peer.next_reply().await;

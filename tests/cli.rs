@@ -12,7 +12,10 @@ fn repo_file(path: &str) -> String {
 
 #[test]
 fn version_prints_the_crate_version() {
-    let out = Command::new(BIN).arg("--version").output().expect("run roverd");
+    let out = Command::new(BIN)
+        .arg("--version")
+        .output()
+        .expect("run roverd");
     assert!(out.status.success());
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
@@ -26,12 +29,20 @@ fn check_config_accepts_the_example_and_names_the_bad_key_in_a_broken_file() {
         .args(["check-config", &repo_file("config/roverd.toml")])
         .output()
         .expect("run roverd");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let dir = std::env::temp_dir().join(format!("roverd-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let bad = dir.join("bad.toml");
-    std::fs::write(&bad, "[camera]\nwidth = 0\nfps = 30\n[http]\nmax_peers = 0\n").expect("write");
+    std::fs::write(
+        &bad,
+        "[camera]\nwidth = 0\nfps = 30\n[http]\nmax_peers = 0\n",
+    )
+    .expect("write");
     let out = Command::new(BIN)
         .args(["check-config", bad.to_str().expect("utf-8 path")])
         .output()
@@ -39,7 +50,10 @@ fn check_config_accepts_the_example_and_names_the_bad_key_in_a_broken_file() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("camera.width"), "{stderr}");
-    assert!(stderr.contains("http.max_peers"), "both problems are reported: {stderr}");
+    assert!(
+        stderr.contains("http.max_peers"),
+        "both problems are reported: {stderr}"
+    );
 
     std::fs::write(&bad, "[camera]\nzoom = 2\n").expect("write");
     let out = Command::new(BIN)
@@ -82,13 +96,20 @@ fn sigterm_stops_a_serving_roverd_with_exit_0_within_2_seconds() {
             _ => break false,
         }
     };
-    assert!(listening, "roverd never said it was listening:\n{}", seen.join("\n"));
+    assert!(
+        listening,
+        "roverd never said it was listening:\n{}",
+        seen.join("\n")
+    );
     // Keep draining stderr so roverd never blocks on a full pipe.
     let drain = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
 
     let pid = child.id().to_string();
     let sent = Instant::now();
-    let kill = Command::new("kill").args(["-TERM", &pid]).status().expect("run kill");
+    let kill = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("run kill");
     assert!(kill.success());
     let (exited_tx, exited) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

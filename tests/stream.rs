@@ -15,9 +15,18 @@ async fn the_answer_offers_constrained_baseline_h264_and_opus_with_candidates() 
     assert!(sdp.contains("H264/90000"), "no H.264 in the answer:\n{sdp}");
     assert!(sdp.contains("packetization-mode=1"), "{sdp}");
     assert!(sdp.contains("profile-level-id=42e01f"), "{sdp}");
-    assert!(sdp.to_lowercase().contains("opus/48000/2"), "no Opus in the answer:\n{sdp}");
-    assert!(sdp.contains("a=candidate:"), "the answer must carry its ICE candidates:\n{sdp}");
-    assert!(sdp.contains("a=sendonly") || sdp.contains("a=sendrecv"), "{sdp}");
+    assert!(
+        sdp.to_lowercase().contains("opus/48000/2"),
+        "no Opus in the answer:\n{sdp}"
+    );
+    assert!(
+        sdp.contains("a=candidate:"),
+        "the answer must carry its ICE candidates:\n{sdp}"
+    );
+    assert!(
+        sdp.contains("a=sendonly") || sdp.contains("a=sendrecv"),
+        "{sdp}"
+    );
     assert!(peer.id.starts_with('p'), "peer id {:?}", peer.id);
     peer.close().await;
     server.stop().await;
@@ -37,16 +46,28 @@ async fn video_decodes_to_moving_640x480_frames_stamped_with_the_capture_time() 
             let stamp = read_stamp(&picture.y, picture.width, picture.width, picture.height)
                 .expect("the decoded picture carries a readable bar code");
             let age = stamp_distance_ms(stamp, now as u32);
-            assert!(age < 1000, "bar code {stamp} is {age} ms away from now {now}");
+            assert!(
+                age < 1000,
+                "bar code {stamp} is {age} ms away from now {now}"
+            );
             pictures.push(picture);
         }
     }
     // The pattern moves: the picture below the bar code changes between frames.
     let below = |p: &Picture| p.y[16 * p.width..].to_vec();
-    assert_ne!(below(&pictures[0]), below(&pictures[9]), "the test pattern does not move");
+    assert_ne!(
+        below(&pictures[0]),
+        below(&pictures[9]),
+        "the test pattern does not move"
+    );
     // RTP timestamps follow capture time at 90 kHz: about 3000 ticks per frame at 30 fps.
-    let span = pictures[9].rtp_timestamp.wrapping_sub(pictures[0].rtp_timestamp);
-    assert!((20_000..40_000).contains(&span), "9 frames spanned {span} ticks");
+    let span = pictures[9]
+        .rtp_timestamp
+        .wrapping_sub(pictures[0].rtp_timestamp);
+    assert!(
+        (20_000..40_000).contains(&span),
+        "9 frames spanned {span} ticks"
+    );
     peer.close().await;
     server.stop().await;
 }
@@ -58,7 +79,8 @@ fn tone_of(samples: &[i16]) -> (f64, f64) {
         .filter(|w| (w[0] < 0) != (w[1] < 0))
         .count();
     let seconds = samples.len() as f64 / 48_000.0;
-    let rms = (samples.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / samples.len() as f64).sqrt();
+    let rms =
+        (samples.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / samples.len() as f64).sqrt();
     (crossings as f64 / 2.0 / seconds, rms)
 }
 
@@ -72,14 +94,19 @@ async fn audio_decodes_to_the_440_hz_test_tone() {
     // Half a second of audio, after skipping the codec's first frames (its ramp-up).
     for i in 0..40 {
         let packet = peer.next_audio_packet().await;
-        let n = decoder.decode(&packet.payload, &mut buf, false).expect("Opus decodes");
+        let n = decoder
+            .decode(&packet.payload, &mut buf, false)
+            .expect("Opus decodes");
         assert_eq!(n, 960, "20 ms frames at 48 kHz");
         if i >= 15 {
             samples.extend_from_slice(&buf[..n]);
         }
     }
     let (hz, rms) = tone_of(&samples);
-    assert!((hz - 440.0).abs() < 440.0 * 0.02, "tone at {hz:.1} Hz, expected 440");
+    assert!(
+        (hz - 440.0).abs() < 440.0 * 0.02,
+        "tone at {hz:.1} Hz, expected 440"
+    );
     // Amplitude 0.25 of full scale: RMS 0.25 * 32767 / sqrt(2) ≈ 5793.
     assert!((4500.0..7000.0).contains(&rms), "tone level RMS {rms:.0}");
     peer.close().await;
@@ -112,7 +139,10 @@ async fn three_peers_at_once_all_receive_video_and_audio() {
     for _ in 0..3 {
         peers.push(ClientPeer::connect(&server).await);
     }
-    assert_eq!(server.status().await["peers"].as_array().map(Vec::len), Some(3));
+    assert_eq!(
+        server.status().await["peers"].as_array().map(Vec::len),
+        Some(3)
+    );
     for peer in &mut peers {
         let mut rx = VideoReceiver::new();
         let picture = loop {
@@ -136,8 +166,14 @@ async fn a_peer_that_stops_reading_does_not_stall_the_others() {
     let mut reader = ClientPeer::connect(&server).await;
     // The stalled peer never reads again: its packets pile up unread on its side.
     let (frames, worst_gap) = frames_within(&mut reader, Duration::from_secs(2)).await;
-    assert!(frames >= 50, "the reading peer got only {frames} frames in 2 s");
-    assert!(worst_gap < Duration::from_millis(200), "the reading peer saw a {worst_gap:?} gap");
+    assert!(
+        frames >= 50,
+        "the reading peer got only {frames} frames in 2 s"
+    );
+    assert!(
+        worst_gap < Duration::from_millis(200),
+        "the reading peer saw a {worst_gap:?} gap"
+    );
     drop(stalled);
     server.stop().await;
 }
@@ -154,13 +190,24 @@ async fn a_picture_loss_indication_gets_a_keyframe_within_a_few_frames() {
     let mut rx = VideoReceiver::new();
     while rx.push(&peer.next_video_packet().await).is_none() {}
     let ssrc = peer.next_video_packet().await.header.ssrc;
-    let keyframes = || async { server.status().await["video"]["keyframes"].as_u64().expect("keyframes") };
+    let keyframes = || async {
+        server.status().await["video"]["keyframes"]
+            .as_u64()
+            .expect("keyframes")
+    };
     let before = keyframes().await;
-    let pli = PictureLossIndication { sender_ssrc: 1, media_ssrc: ssrc };
+    let pli = PictureLossIndication {
+        sender_ssrc: 1,
+        media_ssrc: ssrc,
+    };
     let mut sent = false;
     for receiver in peer.pc.get_receivers().await {
         if receiver.track().kind().await == rtc::rtp_transceiver::rtp_sender::RtpCodecKind::Video {
-            sent |= receiver.track().write_rtcp(vec![Box::new(pli.clone())]).await.is_ok();
+            sent |= receiver
+                .track()
+                .write_rtcp(vec![Box::new(pli.clone())])
+                .await
+                .is_ok();
         }
     }
     assert!(sent, "could not send a PLI");
@@ -176,7 +223,11 @@ async fn a_picture_loss_indication_gets_a_keyframe_within_a_few_frames() {
             assert!(pictures <= 5, "no keyframe within 5 pictures of a PLI");
         }
     }
-    assert_eq!(keyframes().await, before + 1, "exactly one keyframe answers one PLI");
+    assert_eq!(
+        keyframes().await,
+        before + 1,
+        "exactly one keyframe answers one PLI"
+    );
     peer.close().await;
     server.stop().await;
 }
@@ -199,4 +250,25 @@ async fn every_offer_alias_answers_in_the_same_shape() {
         peer.close().await;
     }
     server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_encoder_never_waits_for_a_subscriber_that_does_not_read() {
+    use roverd::media::fanout::Next;
+    let media = roverd::media::Media::start(&test_config()).expect("pipeline starts");
+    let mut stalled = media.subscribe_video();
+    let mut reader = media.subscribe_video();
+    for i in 0..40 {
+        match reader.next().await {
+            Next::Item(_) => {}
+            other => panic!("the reading subscriber lost frames at {i}: {other:?}"),
+        }
+    }
+    // 40 frames went out while the stalled subscriber held a backlog of 8: the encoder
+    // went on without it, and it alone lost the oldest 32.
+    match stalled.try_next() {
+        Some(Next::Dropped(n)) => assert!(n >= 32, "dropped {n}"),
+        other => panic!("the stalled subscriber should have lost frames, got {other:?}"),
+    }
+    media.stop();
 }

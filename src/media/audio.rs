@@ -82,7 +82,11 @@ impl AudioSource for TestTone {
             std::thread::sleep(due - now);
         }
         let at = Instant::now();
-        self.next_due = Some(if at > due + span { at + span } else { due + span });
+        self.next_due = Some(if at > due + span {
+            at + span
+        } else {
+            due + span
+        });
         self.tone.fill(out);
         Ok(())
     }
@@ -111,9 +115,12 @@ pub fn new_encoder() -> Result<opus::Encoder, AudioError> {
     };
     // LowDelay: the robot's microphone is for hearing what happens now, and this mode
     // saves ~5 ms of algorithmic delay over the speech mode.
-    let mut encoder =
-        opus::Encoder::new(SAMPLE_RATE, opus::Channels::Mono, opus::Application::LowDelay)
-            .map_err(fail("started"))?;
+    let mut encoder = opus::Encoder::new(
+        SAMPLE_RATE,
+        opus::Channels::Mono,
+        opus::Application::LowDelay,
+    )
+    .map_err(fail("started"))?;
     encoder
         .set_bitrate(opus::Bitrate::Bits(OPUS_BITRATE))
         .map_err(fail("configured"))?;

@@ -110,8 +110,8 @@ mod tests {
     fn sps_profile_bytes_are_rewritten_and_nothing_else() {
         // SPS (67 42 c0 1e ...), PPS (68 ...), IDR slice (65 ...).
         let mut au = vec![
-            0, 0, 0, 1, 0x67, 0x42, 0xc0, 0x1e, 0xda, 0x02, 0, 0, 1, 0x68, 0xce, 0x3c, 0x80, 0,
-            0, 1, 0x65, 0x88, 0x84,
+            0, 0, 0, 1, 0x67, 0x42, 0xc0, 0x1e, 0xda, 0x02, 0, 0, 1, 0x68, 0xce, 0x3c, 0x80, 0, 0,
+            1, 0x65, 0x88, 0x84,
         ];
         let original = au.clone();
         assert_eq!(rewrite_sps_profile(&mut au, 31), 1);

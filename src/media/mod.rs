@@ -127,7 +127,10 @@ impl Media {
             .audio
             .as_ref()
             .map_or(0, |a| a.stats.frames_encoded.load(Ordering::Relaxed));
-        (self.video.stats.frames_encoded.load(Ordering::Relaxed), audio)
+        (
+            self.video.stats.frames_encoded.load(Ordering::Relaxed),
+            audio,
+        )
     }
 
     pub fn status(&self) -> (VideoStatus, Option<AudioStatus>) {

@@ -164,23 +164,28 @@ pub struct VideoEncoder {
 
 impl VideoEncoder {
     pub fn new(settings: &VideoSettings) -> Result<Self, VideoError> {
-        let keyframe_every =
-            (settings.keyframe_interval_s * f64::from(settings.fps)).round().max(1.0) as u32;
+        let keyframe_every = (settings.keyframe_interval_s * f64::from(settings.fps))
+            .round()
+            .max(1.0) as u32;
         let config = EncoderConfig::new()
-            .bitrate(BitRate::from_bps(settings.bitrate_kbps.saturating_mul(1000)))
+            .bitrate(BitRate::from_bps(
+                settings.bitrate_kbps.saturating_mul(1000),
+            ))
             .max_frame_rate(FrameRate::from_hz(settings.fps as f32))
             .rate_control_mode(RateControlMode::Bitrate)
             .usage_type(UsageType::CameraVideoRealTime)
             .intra_frame_period(IntraFramePeriod::from_num_frames(keyframe_every))
-            // A skipped picture is a stutter on every screen; the rate control can make up
-            // for a large frame over the following ones instead.
-            .skip_frames(false);
-        let encoder = Encoder::with_api_config(OpenH264API::from_source(), config).map_err(|e| {
-            VideoError::Encoder {
-                action: "started",
-                message: e.to_string(),
-            }
-        })?;
+            // openh264 only holds the bitrate when it may skip a picture. Over Wi-Fi an
+            // overshooting bitrate becomes growing delay, which is worse than a rare skip
+            // (RTP timestamps come from capture time, so a skip is a true gap, not a jump).
+            .skip_frames(true);
+        let encoder =
+            Encoder::with_api_config(OpenH264API::from_source(), config).map_err(|e| {
+                VideoError::Encoder {
+                    action: "started",
+                    message: e.to_string(),
+                }
+            })?;
         Ok(Self {
             encoder,
             payloader: rtc::rtp::codec::h264::H264Payloader::default(),
@@ -211,13 +216,13 @@ impl VideoEncoder {
             h264::rewrite_sps_profile(&mut self.annexb, self.level_idc);
         }
         let au = Bytes::copy_from_slice(&self.annexb);
-        let payloads = self
-            .payloader
-            .payload(RTP_PAYLOAD_MTU, &au)
-            .map_err(|e| VideoError::Encoder {
-                action: "packetized",
-                message: e.to_string(),
-            })?;
+        let payloads =
+            self.payloader
+                .payload(RTP_PAYLOAD_MTU, &au)
+                .map_err(|e| VideoError::Encoder {
+                    action: "packetized",
+                    message: e.to_string(),
+                })?;
         Ok(Some((payloads, keyframe)))
     }
 }
@@ -263,12 +268,18 @@ pub fn run_encoder(
                 let ticks = (elapsed.as_micros() as u64 * VIDEO_CLOCK_HZ / 1_000_000) as u32;
                 let bytes: usize = payloads.iter().map(Bytes::len).sum();
                 shared.stats.frames_encoded.fetch_add(1, Ordering::Relaxed);
-                shared.stats.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+                shared
+                    .stats
+                    .bytes
+                    .fetch_add(bytes as u64, Ordering::Relaxed);
                 if keyframe {
                     shared.stats.keyframes.fetch_add(1, Ordering::Relaxed);
                 }
                 if let Some((fps, kbps)) = window.add(captured.at, bytes) {
-                    shared.stats.fps_centi.store((fps * 100.0) as u64, Ordering::Relaxed);
+                    shared
+                        .stats
+                        .fps_centi
+                        .store((fps * 100.0) as u64, Ordering::Relaxed);
                     shared.stats.kbps.store(kbps as u64, Ordering::Relaxed);
                 }
                 shared.frames.publish(VideoFrame {

@@ -39,7 +39,9 @@ pub struct Server {
 
 impl Server {
     pub async fn start(config: Config) -> Server {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
         let addr = listener.local_addr().expect("local addr");
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -49,7 +51,11 @@ impl Server {
             .await
             .expect("roverd::serve failed");
         });
-        let server = Server { addr, stop: Some(stop), task };
+        let server = Server {
+            addr,
+            stop: Some(stop),
+            task,
+        };
         // Wait until the encoders run: /healthz says so.
         let deadline = tokio::time::Instant::now() + PATIENCE;
         loop {
@@ -57,7 +63,10 @@ impl Server {
             if status == 200 {
                 break;
             }
-            assert!(tokio::time::Instant::now() < deadline, "roverd never became healthy");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "roverd never became healthy"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         server
@@ -97,10 +106,13 @@ pub async fn request(
     headers: &[(&str, &str)],
     body: Vec<u8>,
 ) -> (u16, String) {
-    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect to roverd");
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+    let stream = tokio::net::TcpStream::connect(addr)
         .await
-        .expect("HTTP handshake");
+        .expect("connect to roverd");
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .expect("HTTP handshake");
     tokio::spawn(conn);
     let mut builder = hyper::Request::builder().method(method).uri(path);
     if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
@@ -112,7 +124,12 @@ pub async fn request(
     let req = builder.body(Full::new(Bytes::from(body))).expect("request");
     let resp = sender.send_request(req).await.expect("send request");
     let status = resp.status().as_u16();
-    let body = resp.into_body().collect().await.expect("read body").to_bytes();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .expect("read body")
+        .to_bytes();
     (status, String::from_utf8_lossy(&body).into_owned())
 }
 
@@ -121,6 +138,8 @@ struct ClientHandler {
     state: watch::Sender<RTCPeerConnectionState>,
     video: mpsc::UnboundedSender<rtc::rtp::Packet>,
     audio: mpsc::UnboundedSender<rtc::rtp::Packet>,
+    /// Stop reading each track after its first packet, like a frozen browser tab.
+    stall: bool,
 }
 
 #[async_trait::async_trait]
@@ -140,11 +159,14 @@ impl PeerConnectionEventHandler for ClientHandler {
             RtpCodecKind::Audio => self.audio.clone(),
             _ => self.video.clone(),
         };
+        let stall = self.stall;
         tokio::spawn(async move {
             while let Some(event) = track.poll().await {
                 if let TrackRemoteEvent::OnRtpPacket(packet) = event {
-                    if sink.send(packet).is_err() {
-                        // The test stopped reading; keep draining so only this peer is affected.
+                    let _ = sink.send(packet);
+                    if stall {
+                        // Never poll again: this peer's receive path backs up from here on.
+                        std::future::pending::<()>().await;
                     }
                 }
             }
@@ -170,29 +192,48 @@ impl ClientPeer {
         Self::connect_via(server, "/api/offer").await
     }
 
+    /// A peer that stops reading its tracks after the first packet of each.
+    pub async fn connect_stalling(server: &Server) -> ClientPeer {
+        Self::negotiate(server, "/api/offer", true).await
+    }
+
     pub async fn connect_via(server: &Server, path: &str) -> ClientPeer {
-        let (pc, parts) = new_client_pc().await;
+        Self::negotiate(server, path, false).await
+    }
+
+    async fn negotiate(server: &Server, path: &str, stall: bool) -> ClientPeer {
+        let (pc, parts) = new_client_pc(stall).await;
         let offer = pc.create_offer(None).await.expect("create offer");
-        pc.set_local_description(offer).await.expect("set local offer");
+        pc.set_local_description(offer)
+            .await
+            .expect("set local offer");
         let mut gathered = parts.gathered;
         let _ = tokio::time::timeout(Duration::from_secs(2), gathered.wait_for(|d| *d)).await;
         let sdp = pc.local_description().await.expect("local description").sdp;
         let (code, body) = server
-            .post_json(path, &serde_json::json!({"sdp": sdp, "type": "offer", "webrtc_id": "ignored"}))
+            .post_json(
+                path,
+                &serde_json::json!({"sdp": sdp, "type": "offer", "webrtc_id": "ignored"}),
+            )
             .await;
         assert_eq!(code, 200, "offer refused: {body}");
         let answer: serde_json::Value = serde_json::from_str(&body).expect("answer JSON");
         assert_eq!(answer["type"], "answer");
         let answer_sdp = answer["sdp"].as_str().expect("answer sdp").to_owned();
         let id = answer["id"].as_str().expect("peer id").to_owned();
-        pc.set_remote_description(RTCSessionDescription::answer(answer_sdp.clone()).expect("answer parses"))
-            .await
-            .expect("set remote answer");
+        pc.set_remote_description(
+            RTCSessionDescription::answer(answer_sdp.clone()).expect("answer parses"),
+        )
+        .await
+        .expect("set remote answer");
         let mut state = parts.state;
-        tokio::time::timeout(PATIENCE, state.wait_for(|s| *s == RTCPeerConnectionState::Connected))
-            .await
-            .expect("peer did not connect in time")
-            .expect("state channel");
+        tokio::time::timeout(
+            PATIENCE,
+            state.wait_for(|s| *s == RTCPeerConnectionState::Connected),
+        )
+        .await
+        .expect("peer did not connect in time")
+        .expect("state channel");
         ClientPeer {
             pc,
             id,
@@ -261,7 +302,7 @@ struct ClientParts {
 }
 
 /// A client peer with the codecs a browser offers for these two kinds.
-async fn new_client_pc() -> (Arc<dyn PeerConnection>, ClientParts) {
+async fn new_client_pc(stall: bool) -> (Arc<dyn PeerConnection>, ClientParts) {
     let mut engine = MediaEngine::default();
     engine
         .register_codec(
@@ -270,11 +311,12 @@ async fn new_client_pc() -> (Arc<dyn PeerConnection>, ClientParts) {
                     mime_type: MIME_TYPE_H264.to_owned(),
                     clock_rate: 90_000,
                     channels: 0,
-                    sdp_fmtp_line: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f".to_owned(),
+                    sdp_fmtp_line:
+                        "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"
+                            .to_owned(),
                     rtcp_feedback: vec![],
                 },
                 payload_type: 109,
-                ..Default::default()
             },
             RtpCodecKind::Video,
         )
@@ -290,12 +332,12 @@ async fn new_client_pc() -> (Arc<dyn PeerConnection>, ClientParts) {
                     rtcp_feedback: vec![],
                 },
                 payload_type: 111,
-                ..Default::default()
             },
             RtpCodecKind::Audio,
         )
         .expect("register Opus");
-    let registry = register_default_interceptors(Registry::new(), &mut engine).expect("interceptors");
+    let registry =
+        register_default_interceptors(Registry::new(), &mut engine).expect("interceptors");
     let (gathered_tx, gathered) = watch::channel(false);
     let (state_tx, state) = watch::channel(RTCPeerConnectionState::New);
     let (video_tx, video) = mpsc::unbounded_channel();
@@ -315,6 +357,7 @@ async fn new_client_pc() -> (Arc<dyn PeerConnection>, ClientParts) {
             state: state_tx,
             video: video_tx,
             audio: audio_tx,
+            stall,
         }))
         .with_udp_addrs(vec!["127.0.0.1:0"])
         .build()
@@ -332,7 +375,10 @@ async fn new_client_pc() -> (Arc<dyn PeerConnection>, ClientParts) {
         .await
         .expect("add recvonly transceiver");
     }
-    let dc = pc.create_data_channel("control", None).await.expect("data channel");
+    let dc = pc
+        .create_data_channel("control", None)
+        .await
+        .expect("data channel");
     let (msg_tx, messages) = mpsc::unbounded_channel();
     let reader = Arc::clone(&dc);
     tokio::spawn(async move {
