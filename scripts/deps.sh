@@ -10,7 +10,7 @@ want=${1:-build}
 packages=(build-essential cmake pkg-config nasm)
 if [ "$want" = test ]; then
   # Browser tests drive Debian's Chromium through Node; systemd-analyze checks the unit.
-  packages+=(chromium nodejs npm)
+  packages+=(chromium nodejs npm systemd)
 fi
 
 missing=()
@@ -27,7 +27,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
   echo "deps: installing ${missing[*]}"
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get update -qq
+  # A mirror mid-sync can fail one index (often a foreign architecture's): go on, and let
+  # the install say if a package really is missing.
+  $sudo apt-get update -qq || echo "deps: apt-get update reported errors; trying the install anyway"
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 else
   echo "deps: system packages present"
@@ -40,6 +42,10 @@ if ! command -v cargo >/dev/null; then
 fi
 
 if [ "$want" = test ]; then
+  if ! command -v cargo-deb >/dev/null; then
+    echo "deps: installing cargo-deb (systemd/check.sh packages a .deb)"
+    cargo install --locked --quiet cargo-deb
+  fi
   if [ ! -d tests/browser/node_modules/playwright-core ]; then
     echo "deps: installing the browser tests' Node packages"
     npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error

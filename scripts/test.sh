@@ -13,5 +13,7 @@ step "cargo clippy"
 cargo clippy --locked --all-targets -- -D warnings
 step "cargo test"
 cargo test --locked
+step "systemd unit (systemd-analyze verify, security) and .deb"
+systemd/check.sh
 step "browser tests (headless Chromium)"
 ROVERD_BIN="$PWD/target/debug/roverd" node --test tests/browser/

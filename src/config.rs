@@ -199,6 +199,8 @@ impl Default for ControlConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct MotorsConfig {
     pub driver: MotorDriver,
+    /// Software PWM works on any pin; hardware PWM is steadier but exists on four pins only.
+    pub pwm: PwmKind,
     pub pwm_hz: u32,
     /// Every command is scaled by this, so a first test on the desk cannot go full speed.
     pub max_speed: f64,
@@ -213,6 +215,7 @@ impl Default for MotorsConfig {
     fn default() -> Self {
         Self {
             driver: MotorDriver::Sim,
+            pwm: PwmKind::Software,
             pwm_hz: 1000,
             max_speed: 1.0,
             ramp_per_s: 4.0,
@@ -254,7 +257,40 @@ impl MotorDriver {
     fn uses_en(&self) -> bool {
         *self != Self::Drv8833
     }
+
+    /// The pins of one motor that carry PWM on this board.
+    pub fn pwm_pins(&self, pins: &MotorPins) -> Vec<(&'static str, Option<u8>)> {
+        match self {
+            Self::Sim => vec![],
+            Self::L298n | Self::Tb6612 => vec![("en", pins.en)],
+            Self::Drv8833 => vec![("in1", Some(pins.in1)), ("in2", Some(pins.in2))],
+        }
+    }
 }
+
+/// How the speed signal is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PwmKind {
+    /// rppal's software PWM, on any output pin (about 2 µs of jitter).
+    #[default]
+    Software,
+    /// The SoC's PWM channels: GPIO 12, 13, 18 and 19 only, and the `pwm-2chan` overlay.
+    Hardware,
+}
+
+impl PwmKind {
+    pub const ALL: [Self; 2] = [Self::Software, Self::Hardware];
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Software => "software",
+            Self::Hardware => "hardware",
+        }
+    }
+}
+
+/// The GPIOs with a hardware PWM channel on every Raspberry Pi.
+pub const HARDWARE_PWM_PINS: [u8; 4] = [12, 13, 18, 19];
 
 /// One motor's wiring and correction. Pins are BCM GPIO numbers, not header pin numbers.
 #[derive(Debug, Clone, PartialEq)]
@@ -523,6 +559,7 @@ struct RawControl {
 #[serde(deny_unknown_fields, default)]
 struct RawMotors {
     driver: Option<String>,
+    pwm: Option<String>,
     pwm_hz: Option<i64>,
     max_speed: Option<f64>,
     ramp_per_s: Option<f64>,
@@ -697,6 +734,14 @@ impl RawMotors {
                 &MotorDriver::ALL,
                 MotorDriver::as_str,
             ),
+            pwm: named(
+                p,
+                "motors.pwm",
+                self.pwm,
+                d.pwm,
+                &PwmKind::ALL,
+                PwmKind::as_str,
+            ),
             pwm_hz: int(p, "motors.pwm_hz", self.pwm_hz, d.pwm_hz, &PWM_HZ),
             max_speed: self.max_speed.unwrap_or(d.max_speed),
             ramp_per_s: self.ramp_per_s.unwrap_or(d.ramp_per_s),
@@ -847,14 +892,7 @@ impl ControlConfig {
 
 impl MotorsConfig {
     fn check(&self, p: &mut Vec<Problem>) {
-        // Parsed already so that the GPIO drivers only need to drop this rule.
-        if self.driver != MotorDriver::Sim {
-            p.push(Problem::new(
-                "motors.driver",
-                format!("{:?}", self.driver.as_str()),
-                r#"GPIO drivers are not available in this version yet; use "sim""#,
-            ));
-        }
+        self.check_board_pins(p);
         in_range(p, "motors.pwm_hz", self.pwm_hz, &PWM_HZ);
         let speed = self.max_speed;
         if !(speed > 0.0 && speed <= 1.0) {
@@ -875,6 +913,37 @@ impl MotorsConfig {
         self.left.check("motors.left", p);
         self.right.check("motors.right", p);
         self.check_pins_unique(p);
+    }
+
+    /// Every PWM pin the board needs must be wired, and with hardware PWM it must be one
+    /// of the four pins that have a channel.
+    fn check_board_pins(&self, p: &mut Vec<Problem>) {
+        for (side, pins) in [("motors.left", &self.left), ("motors.right", &self.right)] {
+            for (name, pin) in self.driver.pwm_pins(pins) {
+                let key = format!("{side}.{name}");
+                match pin {
+                    None => p.push(Problem::new(
+                        &key,
+                        "(absent)",
+                        format!(
+                            "the {} needs this pin for its speed (PWM) input",
+                            self.driver.as_str()
+                        ),
+                    )),
+                    Some(pin)
+                        if self.pwm == PwmKind::Hardware && !HARDWARE_PWM_PINS.contains(&pin) =>
+                    {
+                        p.push(Problem::new(
+                            &key,
+                            pin,
+                            "hardware PWM exists only on GPIO 12, 13, 18 and 19; use one of \
+                             those, or motors.pwm = \"software\"",
+                        ))
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
     }
 
     /// Two functions on one GPIO would fight over it, and the motor would do neither.
@@ -1234,17 +1303,46 @@ mod tests {
     }
 
     #[test]
-    fn gpio_drivers_are_parsed_but_refused_for_now() {
-        for name in ["l298n", "tb6612", "drv8833"] {
-            let p = problem(&format!("[motors]\ndriver = \"{name}\"\n"));
-            assert_eq!(
-                p,
-                format!(
-                    "motors.driver = \"{name}\": GPIO drivers are not available in this \
-                     version yet; use \"sim\""
-                )
-            );
+    fn every_gpio_driver_is_accepted_with_the_default_pins() {
+        for (name, driver) in [
+            ("l298n", MotorDriver::L298n),
+            ("tb6612", MotorDriver::Tb6612),
+            ("drv8833", MotorDriver::Drv8833),
+        ] {
+            let c = parse(&format!("[motors]\ndriver = \"{name}\"\n"));
+            assert_eq!(c.motors.driver, driver);
+            assert_eq!(c.motors.pwm, PwmKind::Software);
         }
+    }
+
+    #[test]
+    fn hardware_pwm_only_on_the_pins_that_have_it() {
+        // The default en pins, 12 and 13, have hardware PWM.
+        let c = parse("[motors]\ndriver = \"l298n\"\npwm = \"hardware\"\n");
+        assert_eq!(c.motors.pwm, PwmKind::Hardware);
+        let p =
+            problem("[motors]\ndriver = \"tb6612\"\npwm = \"hardware\"\n[motors.left]\nen = 22\n");
+        assert!(
+            p.starts_with(
+                "motors.left.en = 22: hardware PWM exists only on GPIO 12, 13, 18 and 19"
+            ),
+            "{p}"
+        );
+        // A DRV8833 takes PWM on in1 and in2, so those must be hardware pins.
+        let found = problems("[motors]\ndriver = \"drv8833\"\npwm = \"hardware\"\n");
+        assert_eq!(found.len(), 4, "{found:#?}");
+        assert!(found.iter().all(|p| p.contains("hardware PWM exists only")));
+        parse(
+            "[motors]\ndriver = \"drv8833\"\npwm = \"hardware\"\n\
+             [motors.left]\nin1 = 12\nin2 = 18\n[motors.right]\nin1 = 13\nin2 = 19\n",
+        );
+        // Software PWM works on any pin, and the sim driver uses none.
+        parse("[motors]\ndriver = \"l298n\"\n[motors.left]\nen = 22\n");
+        parse("[motors]\npwm = \"hardware\"\n[motors.left]\nen = 22\n");
+        assert_eq!(
+            problem("[motors]\npwm = \"fast\"\n"),
+            r#"motors.pwm = "fast": must be one of "software", "hardware""#
+        );
     }
 
     #[test]
@@ -1321,13 +1419,15 @@ mod tests {
         let mut c = Config::default();
         c.motors.driver = MotorDriver::Drv8833;
         c.motors.left.in1 = 12;
+        assert_eq!(c.validate(), Ok(()), "en = 12 is not a pin of the drv8833");
+        c.motors.driver = MotorDriver::L298n;
         let keys: Vec<String> = c
             .validate()
             .unwrap_err()
             .into_iter()
             .map(|p| p.key)
             .collect();
-        assert_eq!(keys, ["motors.driver"]);
+        assert_eq!(keys, ["motors.left.en"], "but it is one of the l298n");
     }
 
     #[test]
@@ -1379,7 +1479,6 @@ mod tests {
                 "http.listen",
                 "camera.width",
                 "camera.fps",
-                "motors.driver",
                 "motors.right.trim",
                 "motors.right.in1",
                 "log.level"

@@ -1,18 +1,22 @@
 //! roverd: live video and sound from a Raspberry Pi robot to browsers on the LAN over
-//! WebRTC, and (in a later version) driving it from the same page.
+//! WebRTC, and driving it from the same page.
 //!
 //! The map of the modules is in ARCHITECTURE.md. In short: `config` and `protocol` are
-//! pure; `media` captures and encodes once per medium on its own threads; `rtc` is the only
+//! pure, and so is `safety`, the motor rules; `control` applies them to `motors`; `media` captures and encodes once per medium on its own threads; `rtc` is the only
 //! module that calls webrtc-rs; `peers` owns peer lifetimes; `http` owns the routes;
 //! `server::serve` ties them together from start to shutdown.
 
 pub mod config;
+pub mod control;
 pub mod http;
 pub mod logging;
 pub mod media;
+pub mod motors;
+pub mod notify;
 pub mod peers;
 pub mod protocol;
 pub mod rtc;
+pub mod safety;
 pub mod server;
 pub mod web;
 

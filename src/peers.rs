@@ -5,6 +5,7 @@
 //! media starts when it connects, and everything is torn down when it fails, closes,
 //! or never connects at all.
 
+use crate::control::Control;
 use crate::media::Media;
 use crate::rtc::{PeerEvent, RtcPeer};
 use serde::Serialize;
@@ -119,6 +120,7 @@ impl Peers {
         mut slot: Slot<'_>,
         peer: RtcPeer,
         media: Arc<Media>,
+        control: Control,
         deadman_ms: u64,
     ) -> String {
         let id = format!("p{}", self.next_id.fetch_add(1, Ordering::Relaxed));
@@ -135,7 +137,14 @@ impl Peers {
             t.peers.insert(id.clone(), Arc::clone(&entry));
         }
         slot.used = true;
-        tokio::spawn(supervise(Arc::clone(self), entry, peer, media, deadman_ms));
+        tokio::spawn(supervise(
+            Arc::clone(self),
+            entry,
+            peer,
+            media,
+            control,
+            deadman_ms,
+        ));
         id
     }
 
@@ -147,7 +156,8 @@ impl Peers {
         self.len() == 0
     }
 
-    pub fn list(&self) -> Vec<PeerStatus> {
+    /// Every peer, with `driver` set for the one whose id is `driver`.
+    pub fn list(&self, driver: Option<&str>) -> Vec<PeerStatus> {
         let mut list: Vec<PeerStatus> = self
             .table()
             .peers
@@ -155,7 +165,7 @@ impl Peers {
             .map(|p| PeerStatus {
                 id: p.id.clone(),
                 state: crate::media::video::lock(&p.state).to_string(),
-                driver: false,
+                driver: driver == Some(p.id.as_str()),
             })
             .collect();
         list.sort_by(|a, b| a.id.cmp(&b.id));
@@ -188,6 +198,7 @@ async fn supervise(
     entry: Arc<PeerEntry>,
     mut peer: RtcPeer,
     media: Arc<Media>,
+    control: Control,
     deadman_ms: u64,
 ) {
     let id = entry.id.clone();
@@ -210,13 +221,16 @@ async fn supervise(
                         }
                         RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => break,
                         RTCPeerConnectionState::Disconnected => {
+                            // Control is lost the moment the link is: stop now, not at the
+                            // deadman, and not when the peer is finally dropped.
+                            control.peer_left(&id);
                             lost = Some(Box::pin(tokio::time::sleep(DISCONNECT_GRACE)));
                         }
                         _ => lost = None,
                     }
                 }
                 Some(PeerEvent::DataChannel(dc)) => {
-                    let task = tokio::spawn(crate::rtc::serve_data_channel(dc, id.clone(), deadman_ms));
+                    let task = tokio::spawn(crate::rtc::serve_data_channel(dc, id.clone(), control.clone(), deadman_ms));
                     entry.add_task(task.abort_handle());
                 }
                 None => break,
@@ -237,6 +251,7 @@ async fn supervise(
             }
         }
     }
+    control.peer_left(&id);
     peers.table().peers.remove(&id);
     entry.close().await;
     log::info!("peer {id} gone; {} connected", peers.len());

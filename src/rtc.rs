@@ -6,10 +6,13 @@
 //! own encoding: the pumps here copy already-packetized payloads from the media fan-out
 //! into RTP packets, so a viewer costs a header and SRTP, not an encoder.
 
+use crate::control::Control;
 use crate::media::audio::AudioPacket;
 use crate::media::fanout::{Next, Subscriber};
 use crate::media::video::VideoFrame;
 use crate::media::Media;
+use crate::protocol::{parse, Command, Outgoing};
+use crate::safety::MotorState;
 use rtc::interceptor::{
     Attribute, Interceptor, Packet as InterceptorPacket, Slot, StreamInfo, TaggedPacket,
 };
@@ -26,7 +29,7 @@ use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use webrtc::data_channel::{DataChannel, DataChannelEvent};
+use webrtc::data_channel::{DataChannel, DataChannelEvent, RTCDataChannelMessage};
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::peer_connection::{
@@ -469,56 +472,139 @@ impl Interceptor for KeyframeRequests {
     fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
 }
 
-/// Runs one data channel: `hello` on open, `pong` for `ping`, `error` for everything the
-/// protocol refuses. Drive commands are parsed but not yet wired to motors.
-pub async fn serve_data_channel(dc: Arc<dyn DataChannel>, peer_id: String, deadman_ms: u64) {
-    use crate::protocol::{parse, Command, Outgoing};
-    let send = |msg: Outgoing| {
-        let dc = Arc::clone(&dc);
-        async move {
-            if let Err(e) = dc.send_text(&msg.to_json()).await {
-                log::debug!("data channel send failed: {e}");
-            }
+/// Runs one data channel: `hello` on open, then every message through the protocol:
+/// `ping` answered with `pong`, motor commands to [`Control`], anything refused answered
+/// with `error`. `state` goes out on every change and at least twice a second.
+///
+/// However this task ends (the channel closes, the peer is dropped and the task aborted),
+/// its guard tells the motor task that this peer has left: a driver's motors stop.
+pub async fn serve_data_channel(
+    dc: Arc<dyn DataChannel>,
+    peer_id: String,
+    control: Control,
+    deadman_ms: u64,
+) {
+    struct LeaveOnDrop(Control, String);
+    impl Drop for LeaveOnDrop {
+        fn drop(&mut self) {
+            self.0.peer_left(&self.1);
         }
-    };
+    }
+    let _leave = LeaveOnDrop(control.clone(), peer_id.clone());
+    let mut pusher: Option<tokio::task::JoinHandle<()>> = None;
     while let Some(event) = dc.poll().await {
         match event {
             DataChannelEvent::OnOpen => {
-                send(Outgoing::Hello {
-                    id: peer_id.clone(),
-                    version: crate::VERSION.to_owned(),
-                    deadman_ms,
-                })
+                send(
+                    &dc,
+                    &Outgoing::Hello {
+                        id: peer_id.clone(),
+                        version: crate::VERSION.to_owned(),
+                        deadman_ms,
+                    },
+                )
                 .await;
+                if pusher.is_none() {
+                    pusher = Some(tokio::spawn(push_state(
+                        Arc::clone(&dc),
+                        peer_id.clone(),
+                        control.subscribe(),
+                    )));
+                }
             }
             DataChannelEvent::OnMessage(msg) => {
-                let reply = if !msg.is_string {
-                    Outgoing::Error {
-                        message: "binary messages are not understood; send JSON text".into(),
-                        seq: None,
-                    }
-                } else {
-                    match std::str::from_utf8(&msg.data).map_err(|_| ()).map(parse) {
-                        Err(()) => Outgoing::Error {
-                            message: "message is not valid UTF-8".into(),
-                            seq: None,
-                        },
-                        Ok(Err(e)) => e.into(),
-                        Ok(Ok(incoming)) => match incoming.command {
-                            Command::Ping { t } => Outgoing::Pong { t },
-                            _ => Outgoing::Error {
-                                message: "driving is not available in this version of roverd"
-                                    .into(),
-                                seq: incoming.seq,
-                            },
-                        },
-                    }
-                };
-                send(reply).await;
+                if let Some(reply) = reply_to(&msg, &peer_id, &control).await {
+                    send(&dc, &reply).await;
+                }
             }
             DataChannelEvent::OnClose => break,
             _ => {}
         }
     }
+    if let Some(pusher) = pusher {
+        pusher.abort();
+    }
     log::debug!("data channel of peer {peer_id} closed");
 }
+
+async fn send(dc: &Arc<dyn DataChannel>, msg: &Outgoing) {
+    if let Err(e) = dc.send_text(&msg.to_json()).await {
+        log::debug!("data channel send failed: {e}");
+    }
+}
+
+/// The reply to one message, if it needs one: a successful motor command's answer is the
+/// `state` message that follows.
+async fn reply_to(
+    msg: &RTCDataChannelMessage,
+    peer_id: &str,
+    control: &Control,
+) -> Option<Outgoing> {
+    if !msg.is_string {
+        return Some(Outgoing::Error {
+            message: "binary messages are not understood; send JSON text".into(),
+            seq: None,
+        });
+    }
+    let Ok(text) = std::str::from_utf8(&msg.data) else {
+        return Some(Outgoing::Error {
+            message: "message is not valid UTF-8".into(),
+            seq: None,
+        });
+    };
+    let incoming = match parse(text) {
+        Ok(incoming) => incoming,
+        Err(e) => return Some(e.into()),
+    };
+    match incoming.command {
+        Command::Ping { t } => Some(Outgoing::Pong { t }),
+        command => match control.command(peer_id, command).await {
+            Ok(()) => None,
+            Err(e) => Some(Outgoing::Error {
+                message: e.to_string(),
+                seq: incoming.seq,
+            }),
+        },
+    }
+}
+
+/// Sends `state` when the motors change and at least every [`STATE_MAX_INTERVAL`], so the
+/// page knows the robot is alive. Changes within [`STATE_MIN_INTERVAL`] of the last send
+/// are coalesced (a ramp changes the speeds 100 times a second), except a stop or an
+/// e-stop change, which goes out at once.
+async fn push_state(
+    dc: Arc<dyn DataChannel>,
+    peer_id: String,
+    mut states: tokio::sync::watch::Receiver<MotorState>,
+) {
+    loop {
+        let state = states.borrow_and_update().clone();
+        let msg = Outgoing::State {
+            left: state.left,
+            right: state.right,
+            estop: state.estop,
+            driver: state.driver.as_deref() == Some(peer_id.as_str()),
+        };
+        if dc.send_text(&msg.to_json()).await.is_err() {
+            return;
+        }
+        let sent = tokio::time::Instant::now();
+        match tokio::time::timeout(STATE_MAX_INTERVAL, states.changed()).await {
+            Err(_) => continue,
+            Ok(Err(_)) => return,
+            Ok(Ok(())) => {}
+        }
+        let urgent = {
+            let next = states.borrow();
+            (next.left == 0.0 && next.right == 0.0) || next.estop != state.estop
+        };
+        if !urgent {
+            tokio::time::sleep_until(sent + STATE_MIN_INTERVAL).await;
+        }
+    }
+}
+
+/// `state` messages are coalesced to at most 20 a second...
+const STATE_MIN_INTERVAL: Duration = Duration::from_millis(50);
+/// ...and sent at least twice a second.
+const STATE_MAX_INTERVAL: Duration = Duration::from_millis(500);

@@ -5,6 +5,7 @@
 //! no peer is left sending from a pipeline that is gone.
 
 use crate::config::Config;
+use crate::control::Control;
 use crate::media::{AudioStatus, Media, MediaError, VideoStatus};
 use crate::peers::{PeerStatus, Peers};
 use crate::rtc::RtcError;
@@ -22,6 +23,8 @@ use tokio::net::TcpListener;
 pub enum ServeError {
     #[error("could not start the media pipeline: {0}")]
     Media(#[from] MediaError),
+    #[error("could not start the motors: {0}")]
+    Motors(#[from] crate::motors::MotorError),
     #[error("could not read the listening address: {0}")]
     Listener(std::io::Error),
 }
@@ -38,6 +41,7 @@ pub struct App {
     pub config: Config,
     pub media: Arc<Media>,
     pub peers: Arc<Peers>,
+    pub control: Control,
     started: Instant,
     /// The machine's own names, for the Host check: its hostname and hostname.local.
     own_names: Vec<String>,
@@ -63,7 +67,7 @@ pub struct MotorStatus {
 }
 
 impl App {
-    pub fn new(config: Config, media: Arc<Media>) -> Self {
+    pub fn new(config: Config, media: Arc<Media>, control: Control) -> Self {
         let peers = Arc::new(Peers::new(config.http.max_peers));
         let own_names = machine_hostname()
             .map(|h| vec![format!("{h}.local"), h])
@@ -72,6 +76,7 @@ impl App {
             config,
             media,
             peers,
+            control,
             started: Instant::now(),
             own_names,
         }
@@ -92,6 +97,7 @@ impl App {
             slot,
             peer,
             Arc::clone(&self.media),
+            self.control.clone(),
             self.config.control.deadman_ms,
         );
         log::info!(
@@ -103,17 +109,18 @@ impl App {
 
     pub fn status(&self) -> Status {
         let (video, audio) = self.media.status();
+        let motors = self.control.state();
         Status {
             version: crate::VERSION,
             uptime_s: (self.started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
             video,
             audio,
-            peers: self.peers.list(),
+            peers: self.peers.list(motors.driver.as_deref()),
             motors: MotorStatus {
-                backend: "sim",
-                left: 0.0,
-                right: 0.0,
-                estop: false,
+                backend: self.control.backend(),
+                left: motors.left,
+                right: motors.right,
+                estop: motors.estop,
             },
         }
     }
@@ -169,10 +176,14 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
+    // Motors first: a GPIO board that cannot be opened stops roverd before anything streams.
+    let control = Control::start(&config)?;
     let media = Arc::new(Media::start(&config)?);
-    let app = Arc::new(App::new(config, Arc::clone(&media)));
+    let app = Arc::new(App::new(config, Arc::clone(&media), control));
     let addr = listener.local_addr().map_err(ServeError::Listener)?;
     log::info!("roverd {} listening on http://{addr}/", crate::VERSION);
+    // READY=1 and the watchdog pings for systemd; a no-op when not run by systemd.
+    let notifier = tokio::spawn(crate::notify::supervise(Arc::clone(&app), addr));
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -206,10 +217,19 @@ pub async fn serve(
             () = &mut shutdown => break,
         }
     }
-    log::info!("shutting down: closing {} peers", app.peers.len());
+    notifier.abort();
+    let _ = notifier.await; // no watchdog ping after STOPPING=1
+    crate::notify::stopping();
+    log::info!(
+        "shutting down: motors to 0, closing {} peers",
+        app.peers.len()
+    );
+    app.control.halt().await;
     drop(listener);
     app.peers.close_all().await;
-    media.stop();
+    // Joining waits on device calls: keep it off the async threads, and bounded.
+    let stopping = Arc::clone(&media);
+    let _ = tokio::task::spawn_blocking(move || stopping.stop(Duration::from_secs(1))).await;
     log::info!("stopped");
     Ok(())
 }

@@ -298,7 +298,7 @@ async fn the_data_channel_says_hello_answers_ping_and_refuses_the_rest() {
         (r#"{"type":"warp","seq":4}"#, Some(4)),
         (r#"{"type":"drive","left":1,"seq":5}"#, Some(5)),
         (
-            r#"{"type":"drive","left":0.5,"right":0.5,"seq":6}"#,
+            r#"{"type":"drive","left":"fast","right":1,"seq":6}"#,
             Some(6),
         ),
     ] {

@@ -81,6 +81,19 @@ fn sigterm_stops_a_serving_roverd_with_exit_0_within_2_seconds() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start roverd");
+    // If an assertion below fails, roverd must not be left running.
+    let pid = child.id();
+    struct KillOnPanic(u32);
+    impl Drop for KillOnPanic {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &self.0.to_string()])
+                    .status();
+            }
+        }
+    }
+    let _guard = KillOnPanic(pid);
     let stderr = child.stderr.take().expect("stderr");
     let mut lines = BufReader::new(stderr).lines();
     let mut seen = Vec::new();

@@ -270,5 +270,5 @@ async fn the_encoder_never_waits_for_a_subscriber_that_does_not_read() {
         Some(Next::Dropped(n)) => assert!(n >= 32, "dropped {n}"),
         other => panic!("the stalled subscriber should have lost frames, got {other:?}"),
     }
-    media.stop();
+    media.stop(std::time::Duration::from_secs(5));
 }

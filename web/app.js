@@ -269,6 +269,7 @@
     }
     peerId = null;
     rttMs = null;
+    lastRobotState = null; // from the old connection: no longer true
     ui.stRtt.textContent = '–';
   }
 
@@ -310,22 +311,34 @@
     sendControl({ type: 'ping', t: performance.now() });
   }
 
-  // Sends one JSON command on the control channel. Returns false when the
-  // channel is not open (the command is dropped, never queued: stale drive
-  // commands must not reach the motors later).
+  // Sends one JSON command on the control channel, stamped with the next
+  // "seq" (the robot echoes it in an error about that message). Returns false
+  // when the channel is not open (the command is dropped, never queued: stale
+  // drive commands must not reach the motors later).
+  let nextSeq = 1;
+  const sendListeners = new Set(); // test hooks: called with every message sent
+  const sentTypes = new Map(); // seq -> "type", for the last SENT_TYPES_KEPT messages
+  const SENT_TYPES_KEPT = 128;
   function sendControl(obj) {
     if (!dc || dc.readyState !== 'open') return false;
+    const seq = nextSeq;
+    const msg = Object.assign({}, obj, { seq });
     try {
-      dc.send(JSON.stringify(obj));
-      return true;
+      dc.send(JSON.stringify(msg));
     } catch (e) {
       console.warn('roverd: send failed', e);
       return false;
     }
+    nextSeq += 1;
+    sentTypes.set(seq, msg.type);
+    if (sentTypes.size > SENT_TYPES_KEPT) sentTypes.delete(sentTypes.keys().next().value);
+    for (const cb of sendListeners) {
+      try { cb(msg, performance.now()); } catch (e) { console.error(e); }
+    }
+    return true;
   }
 
-  // Handlers for messages from the robot, by "type". A later issue adds
-  // "state" handling here (motor bars, e-stop latch, driver lease).
+  // Handlers for messages from the robot, by "type".
   const robotHandlers = {
     hello(msg) {
       if (msg.id) peerId = String(msg.id);
@@ -340,10 +353,10 @@
       ui.stRtt.textContent = rttMs < 10 ? rttMs.toFixed(1) + ' ms' : Math.round(rttMs) + ' ms';
     },
     state(msg) {
-      lastRobotState = msg;
+      onRobotState(msg); // driving section below
     },
     error(msg) {
-      console.error('roverd: robot error:', msg.message, msg.seq !== undefined ? '(seq ' + msg.seq + ')' : '');
+      onRobotError(msg); // driving section below
     },
   };
 
@@ -407,6 +420,8 @@
     ui.stAudio.textContent = a.source
       ? (a.source === 'test' ? 'test tone' : String(a.source)) : 'none';
     ui.stViewers.textContent = Array.isArray(st.peers) ? String(st.peers.length) : '–';
+    otherDriverInStatus = Array.isArray(st.peers)
+      && st.peers.some((p) => p && p.driver === true && String(p.id) !== String(peerId));
     if (st.version && !robotVersion) ui.version.textContent = 'v' + st.version;
   }
 
@@ -430,8 +445,460 @@
     }
   }
 
+  // ---------------------------------------------------------------- driving
+  // Inputs (touch joystick, keys, gamepad) become one drive command
+  // {"type":"drive","linear":V,"angular":W} (V > 0 forward, W > 0 turns
+  // left). While any control is held the command is sent at once and then
+  // repeated every DRIVE_REPEAT_MS (the robot's deadman stops the motors when
+  // the repeats stop); on release, blur or hide a single zero drive goes out.
+  // Priority when several are held: joystick, then keys, then gamepad.
+  const DRIVE_REPEAT_MS = 50;     // ~20 Hz while a control is held
+  const DRIVE_MIN_GAP_MS = 20;    // joystick moves closer than this wait for the repeat
+  const DRIVE_MAX_BUFFERED = 2048; // bytes queued on the channel (~30 drives): skip drives
+  const KEY_LINEAR = 1.0;         // W / S
+  const KEY_ANGULAR = 0.7;        // A / D (alone: turn on the spot)
+  const JOY_DEADZONE = 0.08;      // per axis, so that "straight up" drives straight
+  const PAD_DEADZONE = 0.15;      // gamepad sticks rest a little off centre
+  const PAD_POLL_MS = 50;
+  const PAD_ESTOP_BUTTONS = [1];  // standard mapping: B / circle / east
+  const ESTOP_PENDING_MS = 1000;  // treat as latched until the robot's state says so
+  const STATE_STALE_MS = 1500;    // the robot sends state at least twice a second
+  const OTHER_DRIVER_MS = 1500;   // a refused drive means "someone else drives" this long
+  const NOTE_MS = 3000;
+
+  const KEY_DIRS = {
+    KeyW: 'fwd', ArrowUp: 'fwd',
+    KeyS: 'back', ArrowDown: 'back',
+    KeyA: 'left', ArrowLeft: 'left',
+    KeyD: 'right', ArrowRight: 'right',
+  };
+  const KEY_BY_CHAR = { w: 'KeyW', a: 'KeyA', s: 'KeyS', d: 'KeyD' };
+
+  const cui = {
+    joystick: $('joystick'),
+    knob: $('joy-knob'),
+    padHint: $('pad-hint'),
+    driver: $('driver'),
+    driverText: $('driver-text'),
+    motors: $('motors'),
+    left: $('motor-left'),
+    right: $('motor-right'),
+    estop: $('estop'),
+    reset: $('reset'),
+    note: $('ctl-note'),
+  };
+
+  const heldKeys = new Set(); // codes of the drive keys held down (KeyW, ArrowUp…)
+  let joy = null;             // { id, x, y } while a pointer holds the joystick
+  let padCmd = null;          // { linear, angular } while a gamepad stick is off centre
+  let padNeedsNeutral = false; // after a stop, the stick must come back to centre first
+  let padButtonsWere = [];
+  let padTimer = 0;
+  let driving = false;        // a control is held and drives are being sent
+  let lastDrive = null;       // last command sent (null after the zero drive)
+  let lastDriveAt = -Infinity;
+  let repeatTimer = 0;
+  let estopSentAt = -Infinity;
+  let lastStateAt = -Infinity;
+  let otherDriverUntil = -Infinity; // a drive of ours was refused (lease held elsewhere)
+  let otherDriverInStatus = false;  // /api/status lists another peer as driver
+  let lastErrorLogAt = -Infinity;
+  let noteTimer = 0;
+  const stateListeners = new Set();
+
+  const round3 = (x) => Math.round(x * 1000) / 1000 || 0; // no -0
+  const clamp1 = (x) => Math.max(-1, Math.min(1, x));
+
+  function deadzone(v, dz) {
+    const a = Math.abs(v);
+    return a <= dz ? 0 : Math.sign(v) * Math.min(1, (a - dz) / (1 - dz));
+  }
+
+  function estopLatched() {
+    if (lastRobotState && lastRobotState.estop) return true;
+    return performance.now() - estopSentAt < ESTOP_PENDING_MS;
+  }
+
+  function channelOpen() {
+    return !!dc && dc.readyState === 'open';
+  }
+
+  // The command the held controls ask for, or null when nothing is held.
+  function currentDrive() {
+    if (estopLatched()) return null;
+    if (joy) {
+      return { linear: deadzone(-joy.y, JOY_DEADZONE), angular: deadzone(-joy.x, JOY_DEADZONE) };
+    }
+    if (heldKeys.size) {
+      const dirs = new Set();
+      for (const code of heldKeys) dirs.add(KEY_DIRS[code]);
+      const v = (dirs.has('fwd') ? 1 : 0) - (dirs.has('back') ? 1 : 0);
+      const w = (dirs.has('left') ? 1 : 0) - (dirs.has('right') ? 1 : 0);
+      return { linear: v * KEY_LINEAR, angular: w * KEY_ANGULAR };
+    }
+    if (padCmd) return padCmd;
+    return null;
+  }
+
+  function sameDrive(a, b) {
+    return !!a && !!b && round3(a.linear) === round3(b.linear) && round3(a.angular) === round3(b.angular);
+  }
+
+  function sendDrive(cmd) {
+    lastDrive = cmd;
+    lastDriveAt = performance.now();
+    // On a congested link the channel queues; a queued drive would reach the
+    // motors late. Skip rather than queue (the robot's deadman takes over).
+    if (!dc || dc.bufferedAmount <= DRIVE_MAX_BUFFERED) {
+      sendControl({ type: 'drive', linear: round3(clamp1(cmd.linear)), angular: round3(clamp1(cmd.angular)) });
+    }
+    clearTimeout(repeatTimer);
+    repeatTimer = setTimeout(repeatDrive, DRIVE_REPEAT_MS);
+  }
+
+  function sendZeroDrive() {
+    lastDrive = null;
+    lastDriveAt = performance.now();
+    sendControl({ type: 'drive', linear: 0, angular: 0 });
+  }
+
+  function repeatDrive() {
+    repeatTimer = 0;
+    const cmd = currentDrive();
+    if (cmd) {
+      driving = true;
+      sendDrive(cmd);
+    } else if (driving) {
+      driving = false;
+      sendZeroDrive();
+    }
+  }
+
+  // Re-evaluates the controls after any input change.
+  function updateDrive() {
+    const cmd = currentDrive();
+    if (!cmd) {
+      if (driving) {
+        driving = false;
+        clearTimeout(repeatTimer);
+        repeatTimer = 0;
+        sendZeroDrive();
+      }
+    } else if (!driving) {
+      driving = true;
+      sendDrive(cmd);
+    } else if (!sameDrive(cmd, lastDrive) && performance.now() - lastDriveAt >= DRIVE_MIN_GAP_MS) {
+      sendDrive(cmd); // else the next repeat (at most 50 ms away) carries it
+    }
+    document.body.classList.toggle('driving', driving);
+  }
+
+  // Lets go of every control; a control still held must be pressed again.
+  function releaseAll() {
+    heldKeys.clear();
+    if (joy) {
+      const id = joy.id;
+      joy = null;
+      try { cui.joystick.releasePointerCapture(id); } catch (_) { /* already released */ }
+    }
+    setKnob(0, 0);
+    cui.joystick.classList.remove('active');
+    if (padCmd) padNeedsNeutral = true;
+    padCmd = null;
+  }
+
+  // Stops driving now (Space, blur, page hidden, e-stop). Sends the zero
+  // drive when we were driving or the robot says we hold the lease; never
+  // while e-stopped (the robot refuses drives then).
+  function stopDriving() {
+    const wasDriving = driving;
+    releaseAll();
+    driving = false;
+    clearTimeout(repeatTimer);
+    repeatTimer = 0;
+    document.body.classList.remove('driving');
+    if ((wasDriving || (lastRobotState && lastRobotState.driver)) && !estopLatched()) sendZeroDrive();
+  }
+
+  function estop() {
+    estopSentAt = performance.now();
+    stopDriving();
+    const sent = sendControl({ type: 'estop' });
+    if (!sent) showNote('Not connected: the e-stop could not be sent!', 'bad');
+    renderControls();
+  }
+
+  function resetEstop() {
+    estopSentAt = -Infinity;
+    if (!sendControl({ type: 'reset' })) showNote('Not connected: reset not sent', 'bad');
+    renderControls();
+  }
+
+  // ------------------------------------------------------------ keyboard
+  function isTextField(el) {
+    if (!el || el === document.body) return false;
+    if (el.isContentEditable) return true;
+    if (el.tagName === 'TEXTAREA' || el.tagName === 'SELECT') return true;
+    if (el.tagName === 'INPUT') {
+      return !/^(button|checkbox|radio|range|reset|submit|image|color)$/i.test(el.type);
+    }
+    return false;
+  }
+
+  function driveKey(e) {
+    if (KEY_DIRS[e.code]) return e.code;
+    if (KEY_DIRS[e.key]) return e.key; // arrows by name (some keyboards lack codes)
+    const c = typeof e.key === 'string' && e.key.length === 1 ? KEY_BY_CHAR[e.key.toLowerCase()] : null;
+    return c || null;
+  }
+
+  function isSpace(e) {
+    return e.code === 'Space' || e.key === ' ' || e.key === 'Spacebar';
+  }
+
+  window.addEventListener('keydown', (e) => {
+    if (isTextField(e.target) || e.ctrlKey || e.metaKey || e.altKey) return;
+    if (isSpace(e)) {
+      e.preventDefault(); // no scrolling, and no click on a focused button
+      if (!e.repeat) stopDriving();
+      return;
+    }
+    const code = driveKey(e);
+    if (!code) return;
+    e.preventDefault(); // arrows must not scroll the page
+    // Only a fresh press drives: a key held through a stop or a blur
+    // (auto-repeat) does not start the motors again.
+    if (e.repeat || heldKeys.has(code)) return;
+    if (estopLatched()) {
+      showNote('E-STOP is latched: press Reset to drive again', 'bad');
+      return;
+    }
+    heldKeys.add(code);
+    updateDrive();
+  }, true);
+
+  window.addEventListener('keyup', (e) => {
+    if (isSpace(e)) {
+      if (!isTextField(e.target)) e.preventDefault();
+      return;
+    }
+    const code = driveKey(e);
+    if (!code) return;
+    // Released keys always count, even from a text field or with modifiers.
+    let changed = heldKeys.delete(code);
+    // "w" pressed with one code and released under another (layout switch).
+    if (!changed && KEY_BY_CHAR[String(e.key).toLowerCase()]) {
+      changed = heldKeys.delete(KEY_BY_CHAR[String(e.key).toLowerCase()]);
+    }
+    if (!isTextField(e.target)) e.preventDefault();
+    if (changed) updateDrive();
+  }, true);
+
+  // ------------------------------------------------------------ joystick
+  function setKnob(x, y) {
+    const r = joyRadius();
+    cui.knob.style.transform = 'translate(-50%, -50%) translate(' + (x * r).toFixed(1) + 'px, ' + (y * r).toFixed(1) + 'px)';
+  }
+
+  // How far (px) the knob's centre may travel from the pad's centre.
+  function joyRadius() {
+    const pad = cui.joystick.clientWidth || 1;
+    const knob = cui.knob.offsetWidth || 0;
+    return Math.max(1, (pad - knob) / 2);
+  }
+
+  function moveJoy(e) {
+    const rect = cui.joystick.getBoundingClientRect();
+    const r = joyRadius();
+    let x = (e.clientX - (rect.left + rect.width / 2)) / r;
+    let y = (e.clientY - (rect.top + rect.height / 2)) / r;
+    const m = Math.hypot(x, y);
+    if (m > 1) { x /= m; y /= m; }
+    joy.x = x;
+    joy.y = y;
+    setKnob(x, y);
+    updateDrive();
+  }
+
+  cui.joystick.addEventListener('pointerdown', (e) => {
+    if (joy || (e.pointerType === 'mouse' && e.button !== 0)) return;
+    e.preventDefault();
+    if (estopLatched()) {
+      showNote('E-STOP is latched: press Reset to drive again', 'bad');
+      return;
+    }
+    try { cui.joystick.setPointerCapture(e.pointerId); } catch (_) { /* synthetic event */ }
+    joy = { id: e.pointerId, x: 0, y: 0 };
+    cui.joystick.classList.add('active');
+    moveJoy(e);
+  });
+  cui.joystick.addEventListener('pointermove', (e) => {
+    if (joy && e.pointerId === joy.id) moveJoy(e);
+  });
+  const joyUp = (e) => {
+    if (!joy || e.pointerId !== joy.id) return;
+    joy = null;
+    cui.joystick.classList.remove('active');
+    setKnob(0, 0);
+    updateDrive();
+  };
+  cui.joystick.addEventListener('pointerup', joyUp);
+  cui.joystick.addEventListener('pointercancel', joyUp);
+  cui.joystick.addEventListener('lostpointercapture', joyUp);
+  cui.joystick.addEventListener('contextmenu', (e) => e.preventDefault());
+
+  // ------------------------------------------------------------- gamepad
+  function firstGamepad() {
+    const list = navigator.getGamepads ? navigator.getGamepads() : [];
+    for (const gp of list || []) if (gp && gp.connected) return gp;
+    return null;
+  }
+
+  function pollGamepad() {
+    const gp = firstGamepad();
+    cui.padHint.hidden = !gp;
+    if (!gp) {
+      if (padCmd) { padCmd = null; updateDrive(); }
+      padButtonsWere = [];
+      clearInterval(padTimer);
+      padTimer = 0;
+      return;
+    }
+    // B / east: e-stop, on the press.
+    for (const i of PAD_ESTOP_BUTTONS) {
+      const b = gp.buttons[i];
+      const pressed = !!(b && (b.pressed || b.value > 0.5));
+      if (pressed && !padButtonsWere[i]) estop();
+      padButtonsWere[i] = pressed;
+    }
+    if (document.hidden || !document.hasFocus()) return; // blur/hide stopped us already
+    // Per-axis dead zone: a stick pushed "straight" drives straight.
+    const linear = deadzone(-(gp.axes[1] || 0), PAD_DEADZONE);
+    const angular = deadzone(-(gp.axes[0] || 0), PAD_DEADZONE);
+    const centred = linear === 0 && angular === 0;
+    if (padNeedsNeutral) {
+      if (!centred) return;
+      padNeedsNeutral = false;
+    }
+    const next = centred || estopLatched() ? null : { linear, angular };
+    const had = !!padCmd;
+    padCmd = next;
+    if (next || had) updateDrive();
+  }
+
+  function startGamepadPolling() {
+    if (!padTimer) padTimer = setInterval(pollGamepad, PAD_POLL_MS);
+    pollGamepad();
+  }
+  window.addEventListener('gamepadconnected', startGamepadPolling);
+  window.addEventListener('gamepaddisconnected', pollGamepad);
+
+  // ------------------------------------------------------------- buttons
+  // The e-stop acts on the first touch, not on a click that a finger
+  // sliding off the button would cancel; mouse and keyboard (Enter) click.
+  let estopTouchAt = -Infinity;
+  cui.estop.addEventListener('pointerdown', (e) => {
+    if (e.pointerType === 'touch' || e.pointerType === 'pen') {
+      estopTouchAt = performance.now();
+      estop();
+    }
+  });
+  cui.estop.addEventListener('click', () => {
+    if (performance.now() - estopTouchAt > 1000) estop();
+  });
+  cui.reset.addEventListener('click', () => resetEstop());
+
+  // Losing focus or visibility lets go of everything.
+  window.addEventListener('blur', () => stopDriving());
+  document.addEventListener('visibilitychange', () => {
+    if (document.hidden) stopDriving();
+  });
+
+  // ----------------------------------------------------- robot → page
+  function onRobotState(msg) {
+    lastRobotState = msg;
+    lastStateAt = performance.now();
+    if (msg.estop && (driving || joy || heldKeys.size || padCmd)) {
+      // Latched (by us or by another viewer): let go, so that a reset does
+      // not drive on a control that was held through the e-stop.
+      releaseAll();
+      driving = false;
+      clearTimeout(repeatTimer);
+      repeatTimer = 0;
+      document.body.classList.remove('driving');
+    }
+    renderControls();
+    for (const cb of stateListeners) {
+      try { cb(msg, lastStateAt); } catch (e) { console.error(e); }
+    }
+  }
+
+  function onRobotError(msg) {
+    const now = performance.now();
+    const about = typeof msg.seq === 'number' ? sentTypes.get(msg.seq) : undefined;
+    const text = typeof msg.message === 'string' ? msg.message : 'unknown error';
+    if (about === 'drive') {
+      if (!estopLatched() && /another|other (viewer|peer|browser)|lease|driver/i.test(text)) {
+        otherDriverUntil = now + OTHER_DRIVER_MS;
+      }
+      showNote('Drive refused: ' + text, 'warn');
+      renderControls();
+    } else {
+      showNote('Robot: ' + text, 'bad');
+    }
+    if (now - lastErrorLogAt > 1000) { // drives repeat at 20 Hz: do not flood the console
+      lastErrorLogAt = now;
+      console.error('roverd: robot error:', text, msg.seq !== undefined ? '(seq ' + msg.seq + ', ' + (about || '?') + ')' : '');
+    }
+  }
+
+  function showNote(text, kind) {
+    cui.note.textContent = text;
+    cui.note.dataset.kind = kind || 'info';
+    cui.note.hidden = false;
+    clearTimeout(noteTimer);
+    noteTimer = setTimeout(() => { cui.note.hidden = true; }, NOTE_MS);
+  }
+
+  function renderBar(el, v) {
+    const x = typeof v === 'number' && isFinite(v) ? clamp1(v) : 0;
+    const fill = el.querySelector('.fill');
+    fill.style.width = (Math.abs(x) * 50).toFixed(1) + '%';
+    fill.classList.toggle('neg', x < 0);
+    el.querySelector('.val').textContent = (x < 0 ? '−' : x > 0 ? '+' : '') + Math.abs(x).toFixed(2);
+  }
+
+  function renderControls() {
+    const now = performance.now();
+    const s = lastRobotState;
+    const open = channelOpen();
+    const fresh = !!s && open && now - lastStateAt < STATE_STALE_MS;
+    const latched = estopLatched();
+    renderBar(cui.left, s && s.left);
+    renderBar(cui.right, s && s.right);
+    cui.motors.classList.toggle('stale', !fresh);
+    let kind;
+    let text;
+    if (!open) { kind = 'off'; text = 'Not connected'; }
+    else if (!s) { kind = 'wait'; text = 'Waiting for the robot…'; }
+    else if (!fresh) { kind = 'wait'; text = 'No news from the robot'; }
+    else if (s.estop) { kind = 'estop'; text = 'E-STOP latched'; }
+    else if (s.driver) { kind = 'me'; text = 'You are driving'; }
+    else if (otherDriverUntil > now || otherDriverInStatus) { kind = 'other'; text = 'Another viewer is driving'; }
+    else { kind = 'idle'; text = 'Not driving'; }
+    if (cui.driver.dataset.kind !== kind) cui.driver.dataset.kind = kind;
+    if (cui.driverText.textContent !== text) cui.driverText.textContent = text;
+    cui.reset.hidden = !(s && s.estop);
+    cui.estop.classList.toggle('latched', latched);
+    cui.joystick.classList.toggle('disabled', latched || !open);
+    document.body.classList.toggle('is-driver', !!(fresh && s.driver));
+  }
+  setInterval(renderControls, 250);
+  renderControls();
+
   // -------------------------------------------------------------- lifecycle
   window.addEventListener('pagehide', () => {
+    stopDriving();
     stopped = true;
     teardown(true); // DELETE /api/peers/<id> with keepalive
   });
@@ -443,7 +910,7 @@
     if (timers.retry) { clearTimer('retry'); connect(); }
   });
 
-  // For tests and for the controls added later.
+  // For tests and for debugging from the console.
   window.roverd = {
     get pc() { return pc; },
     get dc() { return dc; },
@@ -453,8 +920,17 @@
     get version() { return robotVersion; },
     get rttMs() { return rttMs; },
     get robotState() { return lastRobotState; },
+    get driving() { return driving; },
+    get drive() { return currentDrive(); },
+    get lastSeq() { return nextSeq - 1; },
     connect,
     sendControl,
+    estop,
+    reset: resetEstop,
+    stopDriving,
+    // Hooks: cb(msg, performance.now() of arrival / sending); return an unsubscribe.
+    onState(cb) { stateListeners.add(cb); return () => stateListeners.delete(cb); },
+    onSend(cb) { sendListeners.add(cb); return () => sendListeners.delete(cb); },
   };
 
   setState('connecting');

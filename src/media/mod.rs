@@ -16,8 +16,9 @@ use audio::{AudioPacket, AudioShared, AudioSource, TestTone};
 use fanout::{Fanout, Subscriber};
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 use video::{lock, TestPattern, VideoFrame, VideoSettings, VideoShared, VideoSource};
 
 /// How many encoded frames a peer may fall behind before it loses some: about a quarter
@@ -40,7 +41,8 @@ pub enum MediaError {
 pub struct Media {
     video: Arc<VideoShared>,
     audio: Option<Arc<AudioShared>>,
-    threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Each encoder thread's name, and a receiver that hears when it has ended.
+    threads: Mutex<Vec<(&'static str, mpsc::Receiver<()>)>>,
 }
 
 impl Media {
@@ -53,7 +55,7 @@ impl Media {
             bitrate_kbps: config.video.bitrate_kbps,
             keyframe_interval_s: config.video.keyframe_interval_s,
         };
-        let source = open_video_source(&config.camera.device, settings.fps);
+        let source = stall_hook(open_video_source(&config.camera.device, settings.fps));
         let encoder = video::VideoEncoder::new(&settings)?;
         let video = Arc::new(VideoShared {
             frames: Fanout::new(VIDEO_BACKLOG),
@@ -65,12 +67,9 @@ impl Media {
         });
         let mut threads = Vec::new();
         let shared = Arc::clone(&video);
-        threads.push(
-            std::thread::Builder::new()
-                .name("video-encoder".into())
-                .spawn(move || video::run_encoder(shared, source, encoder))
-                .map_err(|e| MediaError::Thread("video", e))?,
-        );
+        threads.push(spawn_encoder("video", move || {
+            video::run_encoder(shared, source, encoder)
+        })?);
 
         let audio = match open_audio_source(&config.audio.device) {
             None => None,
@@ -83,12 +82,9 @@ impl Media {
                     source_name: Mutex::new(source.name().to_owned()),
                 });
                 let thread_shared = Arc::clone(&shared);
-                threads.push(
-                    std::thread::Builder::new()
-                        .name("audio-encoder".into())
-                        .spawn(move || audio::run_encoder(thread_shared, source, encoder))
-                        .map_err(|e| MediaError::Thread("audio", e))?,
-                );
+                threads.push(spawn_encoder("audio", move || {
+                    audio::run_encoder(thread_shared, source, encoder)
+                })?);
                 Some(shared)
             }
         };
@@ -155,24 +151,52 @@ impl Media {
         (video, audio)
     }
 
-    /// Stops both threads and waits for them; subscribers then see the stream close.
-    pub fn stop(&self) {
+    /// Stops both threads and waits up to `patience` for them; subscribers then see the
+    /// stream close. A source stuck in a device call (a camera that hangs) is left behind
+    /// rather than holding up shutdown.
+    pub fn stop(&self, patience: Duration) {
+        self.signal_stop();
+        let deadline = Instant::now() + patience;
+        for (name, exited) in lock(&self.threads).drain(..) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match exited.recv_timeout(left) {
+                Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => {}
+                Err(mpsc::RecvTimeoutError::Timeout) => log::warn!(
+                    "the {name} thread did not stop within {patience:?}; leaving it behind"
+                ),
+            }
+        }
+    }
+
+    fn signal_stop(&self) {
         self.video.running.store(false, Ordering::Relaxed);
         if let Some(a) = &self.audio {
             a.running.store(false, Ordering::Relaxed);
-        }
-        for handle in lock(&self.threads).drain(..) {
-            if handle.join().is_err() {
-                log::error!("an encoder thread panicked while stopping");
-            }
         }
     }
 }
 
 impl Drop for Media {
     fn drop(&mut self) {
-        self.stop();
+        self.signal_stop();
     }
+}
+
+/// Starts `body` on a named thread; the returned receiver hears when it has finished
+/// (its sender is dropped as the thread ends, however it ends).
+fn spawn_encoder(
+    name: &'static str,
+    body: impl FnOnce() + Send + 'static,
+) -> Result<(&'static str, mpsc::Receiver<()>), MediaError> {
+    let (done, exited) = mpsc::channel::<()>();
+    std::thread::Builder::new()
+        .name(format!("{name}-encoder"))
+        .spawn(move || {
+            let _done = done;
+            body();
+        })
+        .map_err(|e| MediaError::Thread(name, e))?;
+    Ok((name, exited))
 }
 
 fn open_video_source(device: &CameraDevice, fps: u32) -> Box<dyn VideoSource> {
@@ -188,6 +212,37 @@ fn open_video_source(device: &CameraDevice, fps: u32) -> Box<dyn VideoSource> {
         ),
     }
     Box::new(TestPattern::new(fps))
+}
+
+/// Test hook, not a feature: with `ROVERD_TEST_STALL_VIDEO_AFTER_FRAMES=N` in the
+/// environment the video source hangs for good after N pictures, like a camera driver that
+/// stops delivering, so that `tests/notify.rs` can check that the systemd watchdog pings
+/// stop. Without the variable the source is returned as it is.
+fn stall_hook(source: Box<dyn VideoSource>) -> Box<dyn VideoSource> {
+    const VAR: &str = "ROVERD_TEST_STALL_VIDEO_AFTER_FRAMES";
+    let Some(after) = std::env::var(VAR).ok().and_then(|v| v.parse().ok()) else {
+        return source;
+    };
+    log::warn!("{VAR}={after}: the video source will hang after {after} pictures (a test hook)");
+    struct Stall(Box<dyn VideoSource>, u64);
+    impl VideoSource for Stall {
+        fn name(&self) -> &str {
+            self.0.name()
+        }
+        fn capture(
+            &mut self,
+            frame: &mut pattern::I420Frame,
+        ) -> Result<video::Captured, video::VideoError> {
+            if self.1 == 0 {
+                loop {
+                    std::thread::park();
+                }
+            }
+            self.1 -= 1;
+            self.0.capture(frame)
+        }
+    }
+    Box::new(Stall(source, after))
 }
 
 fn open_audio_source(device: &AudioDevice) -> Option<Box<dyn AudioSource>> {

@@ -6,114 +6,30 @@
 // robot's H.264 video (640x480) and Opus audio are decoded.
 //
 // Run from the repo root:  npm ci --prefix tests/browser && node --test tests/browser/
-// Env: ROVERD_BIN (default target/debug/roverd), CHROMIUM (default /usr/bin/chromium).
+// Env: ROVERD_BIN (default target/debug/roverd), CHROMIUM (default /usr/bin/chromium);
+// see harness.mjs, which starts roverd and Chromium for this file and drive.test.mjs.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { mkdtempSync, mkdirSync, rmSync, existsSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { mkdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import {
+  REPO, START_TIMEOUT_MS, sleep, tail, roverdLog, startRoverd, stopRoverd,
+  launchBrowser, closeBrowser, openRoverPage as openPage,
+} from './harness.mjs';
 
-const HERE = dirname(fileURLToPath(import.meta.url));
-const REPO = resolve(HERE, '..', '..');
-const ROVERD_BIN = process.env.ROVERD_BIN
-  ? resolve(process.env.ROVERD_BIN)
-  : join(REPO, 'target', 'debug', 'roverd');
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const SCREENSHOT = join(REPO, 'target', 'browser-stream.png');
 
-const START_TIMEOUT_MS = 60_000; // roverd prints its address within this
 const MEDIA_DEADLINE_MS = 10_000; // page loaded -> decoded video + audio
 const POLL_MS = 250;
 const MIN_MEAN_LUMA = 40;
 
-const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--use-fake-ui-for-media-stream',
-  '--autoplay-policy=no-user-gesture-required',
-];
-
-let roverd = null;   // ChildProcess
-let roverdLog = '';  // everything roverd printed (stderr + stdout)
 let baseUrl = null;  // http://127.0.0.1:PORT
 let context = null;  // playwright BrowserContext (persistent)
-let profileDir = null;
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-function tail(text, lines = 40) {
-  return text.split('\n').slice(-lines).join('\n');
-}
-
-// Starts roverd and resolves with "IP:PORT" from its "listening on" line.
-function startRoverd() {
-  if (!existsSync(ROVERD_BIN)) {
-    throw new Error(`roverd binary not found at ${ROVERD_BIN}: run \`cargo build\` first or set ROVERD_BIN`);
-  }
-  roverd = spawn(ROVERD_BIN, ['--simulate', '--listen', '127.0.0.1:0'], {
-    cwd: REPO,
-    env: { ...process.env, RUST_LOG: 'info' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  return new Promise((resolvePromise, reject) => {
-    const re = /listening on http:\/\/([0-9.]+:[0-9]+)/;
-    let settled = false;
-    const finish = (err, addr) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      if (err) reject(err); else resolvePromise(addr);
-    };
-    const onData = (chunk) => {
-      roverdLog += chunk.toString();
-      const m = re.exec(roverdLog);
-      if (m) finish(null, m[1]);
-    };
-    roverd.stderr.on('data', onData);
-    roverd.stdout.on('data', onData);
-    roverd.on('error', (e) => finish(new Error(`cannot start ${ROVERD_BIN}: ${e.message}`)));
-    roverd.on('exit', (code, signal) => finish(new Error(
-      `roverd exited (code ${code}, signal ${signal}) before listening; its output:\n${tail(roverdLog)}`)));
-    const timer = setTimeout(() => finish(new Error(
-      `roverd did not print "listening on http://IP:PORT" within ${START_TIMEOUT_MS / 1000} s; its output:\n${tail(roverdLog)}`)),
-    START_TIMEOUT_MS);
-  });
-}
-
-async function stopRoverd() {
-  const child = roverd;
-  roverd = null;
-  if (!child || child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGTERM');
-  const t = setTimeout(() => child.kill('SIGKILL'), 5000);
-  await exited;
-  clearTimeout(t);
-}
-
-// Last resort if the test process dies without running `after`.
-process.on('exit', () => {
-  if (roverd && roverd.exitCode === null) roverd.kill('SIGKILL');
-});
 
 // Opens a page of roverd's UI, collecting its console output for diagnostics.
-async function openRoverPage() {
-  const page = await context.newPage();
-  const log = [];
-  page.on('console', (m) => log.push(`[${m.type()}] ${m.text()}`));
-  page.on('pageerror', (e) => log.push(`[pageerror] ${e.message}`));
-  page.roverLog = log;
-  await page.goto(baseUrl + '/', { waitUntil: 'load' });
-  return page;
+function openRoverPage() {
+  return openPage(context, baseUrl);
 }
 
 // What the browser itself says about the incoming media.
@@ -165,7 +81,7 @@ async function waitForMedia(page, label) {
   assert.fail(`${label}: no decoded 640x480 video + audio within ${MEDIA_DEADLINE_MS / 1000} s.\n`
     + `last stats: ${JSON.stringify(last)}\n`
     + `page console:\n${page.roverLog.slice(-20).join('\n')}\n`
-    + `roverd output:\n${tail(roverdLog, 20)}`);
+    + `roverd output:\n${tail(roverdLog(), 20)}`);
 }
 
 // Mean luma (0..255) of the frame the <video> shows now, or null.
@@ -188,22 +104,15 @@ function videoLuma(page) {
 before(async () => {
   const addr = await startRoverd();
   baseUrl = `http://${addr}`;
-  profileDir = mkdtempSync(join(tmpdir(), 'roverd-chromium-'));
-  context = await chromium.launchPersistentContext(profileDir, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: CHROMIUM_ARGS,
-    viewport: { width: 390, height: 844 },
-  });
+  context = await launchBrowser();
 }, { timeout: START_TIMEOUT_MS + 30_000 });
 
 after(async () => {
   try {
-    if (context) await Promise.race([context.close(), sleep(10_000)]);
+    await closeBrowser();
   } finally {
     context = null;
     await stopRoverd();
-    if (profileDir) rmSync(profileDir, { recursive: true, force: true });
   }
 });
 

@@ -11,7 +11,7 @@ use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodecParameters, RtpCo
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 use webrtc::data_channel::{DataChannel, DataChannelEvent};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
@@ -184,6 +184,8 @@ pub struct ClientPeer {
     pub messages: mpsc::UnboundedReceiver<String>,
     pub dc: Arc<dyn DataChannel>,
     state: watch::Receiver<RTCPeerConnectionState>,
+    /// When the offer POST went out: the start of "time to first picture".
+    pub posted_at: Instant,
 }
 
 impl ClientPeer {
@@ -194,14 +196,20 @@ impl ClientPeer {
 
     /// A peer that stops reading its tracks after the first packet of each.
     pub async fn connect_stalling(server: &Server) -> ClientPeer {
-        Self::negotiate(server, "/api/offer", true).await
+        Self::negotiate(server.addr, "/api/offer", true).await
     }
 
     pub async fn connect_via(server: &Server, path: &str) -> ClientPeer {
-        Self::negotiate(server, path, false).await
+        Self::negotiate(server.addr, path, false).await
     }
 
-    async fn negotiate(server: &Server, path: &str, stall: bool) -> ClientPeer {
+    /// Connects to a roverd at `addr` that this process did not start (the bench runs
+    /// roverd as its own process).
+    pub async fn connect_addr(addr: SocketAddr) -> ClientPeer {
+        Self::negotiate(addr, "/api/offer", false).await
+    }
+
+    async fn negotiate(addr: SocketAddr, path: &str, stall: bool) -> ClientPeer {
         let (pc, parts) = new_client_pc(stall).await;
         let offer = pc.create_offer(None).await.expect("create offer");
         pc.set_local_description(offer)
@@ -210,12 +218,10 @@ impl ClientPeer {
         let mut gathered = parts.gathered;
         let _ = tokio::time::timeout(Duration::from_secs(2), gathered.wait_for(|d| *d)).await;
         let sdp = pc.local_description().await.expect("local description").sdp;
-        let (code, body) = server
-            .post_json(
-                path,
-                &serde_json::json!({"sdp": sdp, "type": "offer", "webrtc_id": "ignored"}),
-            )
-            .await;
+        let offer_json = serde_json::json!({"sdp": sdp, "type": "offer", "webrtc_id": "ignored"});
+        let posted_at = Instant::now();
+        let (code, body) =
+            request(addr, "POST", path, &[], offer_json.to_string().into_bytes()).await;
         assert_eq!(code, 200, "offer refused: {body}");
         let answer: serde_json::Value = serde_json::from_str(&body).expect("answer JSON");
         assert_eq!(answer["type"], "answer");
@@ -226,6 +232,11 @@ impl ClientPeer {
         )
         .await
         .expect("set remote answer");
+        let mut dc_open = parts.dc_open;
+        tokio::time::timeout(PATIENCE, dc_open.wait_for(|open| *open))
+            .await
+            .expect("data channel did not open in time")
+            .expect("data channel state");
         let mut state = parts.state;
         tokio::time::timeout(
             PATIENCE,
@@ -243,6 +254,7 @@ impl ClientPeer {
             messages: parts.messages,
             dc: parts.dc,
             state,
+            posted_at,
         }
     }
 
@@ -264,6 +276,29 @@ impl ClientPeer {
         loop {
             let msg = self.next_message().await;
             if msg["type"] != "state" {
+                return msg;
+            }
+        }
+    }
+
+    /// Waits for the next `error` message, skipping `hello` and `state`.
+    pub async fn next_error(&mut self) -> serde_json::Value {
+        loop {
+            let msg = self.next_message().await;
+            if msg["type"] == "error" {
+                return msg;
+            }
+        }
+    }
+
+    /// Waits for a `state` message that satisfies `want`, skipping the others.
+    pub async fn wait_state(
+        &mut self,
+        want: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        loop {
+            let msg = self.next_message().await;
+            if msg["type"] == "state" && want(&msg) {
                 return msg;
             }
         }
@@ -293,6 +328,7 @@ impl ClientPeer {
 }
 
 struct ClientParts {
+    dc_open: watch::Receiver<bool>,
     gathered: watch::Receiver<bool>,
     state: watch::Receiver<RTCPeerConnectionState>,
     video: mpsc::UnboundedReceiver<rtc::rtp::Packet>,
@@ -380,10 +416,14 @@ async fn new_client_pc(stall: bool) -> (Arc<dyn PeerConnection>, ClientParts) {
         .await
         .expect("data channel");
     let (msg_tx, messages) = mpsc::unbounded_channel();
+    let (open_tx, dc_open) = watch::channel(false);
     let reader = Arc::clone(&dc);
     tokio::spawn(async move {
         while let Some(event) = reader.poll().await {
             match event {
+                DataChannelEvent::OnOpen => {
+                    open_tx.send_replace(true);
+                }
                 DataChannelEvent::OnMessage(m) => {
                     let _ = msg_tx.send(String::from_utf8_lossy(&m.data).into_owned());
                 }
@@ -395,6 +435,7 @@ async fn new_client_pc(stall: bool) -> (Arc<dyn PeerConnection>, ClientParts) {
     (
         pc,
         ClientParts {
+            dc_open,
             gathered,
             state,
             video,

@@ -1,0 +1,434 @@
+//! The motor safety rules (DESIGN.md, "Safety rules") as a pure state machine.
+//!
+//! [`Safety`] takes commands, peer departures and clock ticks, each with the time as an
+//! argument, and answers with the wheel speeds the motors must have now. It never reads
+//! the clock, sleeps or touches a pin, so every rule is tested in virtual time.
+//!
+//! The invariant: the motors turn only while one peer (the driver) keeps sending drive
+//! commands, at most `deadman` apart, with no e-stop latched. Every other path leads to 0:
+//! - deadman: no drive from the driver for `deadman` → 0, and the lease lapses;
+//! - the driver leaves (data channel or connection closed, failed, disconnected) → 0;
+//! - `stop` from anyone → 0; `estop` from anyone → 0 and latched until `reset`;
+//! - shutdown → 0 (the shell calls [`Safety::halt`]).
+//!
+//! Stops are immediate. The ramp (`ramp_per_s`) only limits how fast drive commands change
+//! the speed, a zero drive on release included: a stop that takes time is not a stop.
+
+use crate::protocol::{Command, Drive};
+use std::time::{Duration, Instant};
+
+/// Who sent a command: the peer id.
+pub type PeerId = String;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Wheel {
+    pub invert: bool,
+    /// Scales this wheel's speed, 0..=1.
+    pub trim: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    pub deadman: Duration,
+    /// The fraction of full speed any command can reach, (0, 1].
+    pub max_speed: f64,
+    /// Largest change of a wheel's speed per second under drive commands.
+    pub ramp_per_s: f64,
+    pub left: Wheel,
+    pub right: Wheel,
+}
+
+/// Why a command was refused; the text goes back to the browser.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("emergency stop is latched: send {{\"type\":\"reset\"}} before driving")]
+    Estopped,
+    #[error("another viewer ({0}) holds the driver's lease; you can drive once it stops driving for a moment or leaves")]
+    NotDriver(PeerId),
+    #[error("{0} is not a motor command")]
+    NotMotorCommand(&'static str),
+}
+
+/// What the motors should be doing, and who may drive.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MotorState {
+    /// Speeds to write to the motor driver, after ramp, limits, trim and invert: -1..=1.
+    pub left: f64,
+    pub right: f64,
+    pub estop: bool,
+    pub driver: Option<PeerId>,
+}
+
+#[derive(Debug)]
+pub struct Safety {
+    limits: Limits,
+    /// The lease holder and the time of its last drive command.
+    lease: Option<(PeerId, Instant)>,
+    /// Wheel speeds asked for (after max_speed), before ramp, trim and invert.
+    target: (f64, f64),
+    /// Wheel speeds now (ramped), before trim and invert.
+    now_speed: (f64, f64),
+    estop: bool,
+    last_step: Option<Instant>,
+}
+
+impl Safety {
+    pub fn new(limits: Limits) -> Self {
+        Self {
+            limits,
+            lease: None,
+            target: (0.0, 0.0),
+            now_speed: (0.0, 0.0),
+            estop: false,
+            last_step: None,
+        }
+    }
+
+    /// Applies a command from `peer` at `now`. A refused command changes nothing.
+    pub fn command(&mut self, peer: &str, command: &Command, now: Instant) -> Result<(), Refusal> {
+        self.advance(now);
+        match command {
+            Command::Drive(drive) => self.drive(peer, *drive, now),
+            Command::Stop => {
+                self.cut();
+                Ok(())
+            }
+            Command::Estop => {
+                self.estop = true;
+                self.lease = None;
+                self.cut();
+                Ok(())
+            }
+            Command::Reset => {
+                self.estop = false;
+                Ok(())
+            }
+            Command::Ping { .. } => Err(Refusal::NotMotorCommand("ping")),
+        }
+    }
+
+    fn drive(&mut self, peer: &str, drive: Drive, now: Instant) -> Result<(), Refusal> {
+        if self.estop {
+            return Err(Refusal::Estopped);
+        }
+        if let Some((holder, _)) = &self.lease {
+            if holder != peer {
+                return Err(Refusal::NotDriver(holder.clone()));
+            }
+        }
+        let (left, right) = drive.wheels();
+        let max = self.limits.max_speed;
+        self.target = (left * max, right * max);
+        self.lease = Some((peer.to_owned(), now));
+        Ok(())
+    }
+
+    /// A peer's control channel or connection is gone: if it was driving, stop.
+    pub fn peer_left(&mut self, peer: &str, now: Instant) {
+        self.advance(now);
+        if self
+            .lease
+            .as_ref()
+            .is_some_and(|(holder, _)| holder == peer)
+        {
+            self.lease = None;
+            self.cut();
+        }
+    }
+
+    /// Moves time forward to `now`: the deadman and the ramp.
+    pub fn tick(&mut self, now: Instant) {
+        self.advance(now);
+    }
+
+    /// Everything to 0 and nobody driving: shutdown, or the motor task ending.
+    pub fn halt(&mut self) {
+        self.lease = None;
+        self.cut();
+    }
+
+    /// The state the motors must be in now.
+    pub fn state(&self) -> MotorState {
+        let wheel = |speed: f64, w: Wheel| {
+            let v = speed * w.trim;
+            if w.invert {
+                -v
+            } else {
+                v
+            }
+        };
+        MotorState {
+            left: wheel(self.now_speed.0, self.limits.left),
+            right: wheel(self.now_speed.1, self.limits.right),
+            estop: self.estop,
+            driver: self.lease.as_ref().map(|(p, _)| p.clone()),
+        }
+    }
+
+    /// When the deadman fires if no drive comes first; `None` when nobody drives.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.lease
+            .as_ref()
+            .map(|(_, last)| *last + self.limits.deadman)
+    }
+
+    /// Whether the speeds are still moving toward a drive command's target.
+    pub fn ramping(&self) -> bool {
+        self.now_speed != self.target
+    }
+
+    fn cut(&mut self) {
+        self.target = (0.0, 0.0);
+        self.now_speed = (0.0, 0.0);
+    }
+
+    fn advance(&mut self, now: Instant) {
+        if let Some((_, last)) = &self.lease {
+            if now.saturating_duration_since(*last) >= self.limits.deadman {
+                self.lease = None;
+                self.cut();
+            }
+        }
+        let dt = self
+            .last_step
+            .map_or(0.0, |t| now.saturating_duration_since(t).as_secs_f64());
+        let step = self.limits.ramp_per_s * dt;
+        let toward = |from: f64, to: f64| from + (to - from).clamp(-step, step);
+        self.now_speed = (
+            toward(self.now_speed.0, self.target.0),
+            toward(self.now_speed.1, self.target.1),
+        );
+        self.last_step = Some(now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn limits() -> Limits {
+        Limits {
+            deadman: 500 * MS,
+            max_speed: 1.0,
+            // Fast enough that one 100 ms step reaches any speed, unless a test slows it.
+            ramp_per_s: 1000.0,
+            left: Wheel {
+                invert: false,
+                trim: 1.0,
+            },
+            right: Wheel {
+                invert: false,
+                trim: 1.0,
+            },
+        }
+    }
+
+    fn wheels(left: f64, right: f64) -> Command {
+        Command::Drive(Drive::Wheels { left, right })
+    }
+
+    fn speeds(s: &Safety) -> (f64, f64) {
+        let st = s.state();
+        (st.left, st.right)
+    }
+
+    fn approx(a: (f64, f64), b: (f64, f64)) -> bool {
+        (a.0 - b.0).abs() < 1e-9 && (a.1 - b.1).abs() < 1e-9
+    }
+
+    #[test]
+    fn a_drive_moves_the_motors_and_makes_its_sender_the_driver() {
+        let t0 = Instant::now();
+        let mut s = Safety::new(limits());
+        s.command("a", &wheels(0.5, -0.25), t0).unwrap();
+        s.tick(t0 + 10 * MS);
+        assert_eq!(speeds(&s), (0.5, -0.25));
+        assert_eq!(s.state().driver.as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn the_deadman_fires_at_exactly_deadman_after_the_last_drive() {
+        let t0 = Instant::now();
+        let mut s = Safety::new(limits());
+        s.command("a", &wheels(1.0, 1.0), t0).unwrap();
+        s.command("a", &wheels(1.0, 1.0), t0 + 300 * MS).unwrap();
+        s.tick(t0 + 799 * MS);
+        assert_eq!(
+            speeds(&s),
+            (1.0, 1.0),
+            "still within 500 ms of the last drive"
+        );
+        assert_eq!(s.next_deadline(), Some(t0 + 800 * MS));
+        s.tick(t0 + 800 * MS);
+        assert_eq!(speeds(&s), (0.0, 0.0), "deadman at exactly 500 ms");
+        assert_eq!(s.state().driver, None, "the lease lapses with the deadman");
+        assert_eq!(s.next_deadline(), None);
+    }
+
+    #[test]
+    fn a_second_peer_is_refused_while_the_first_drives_and_takes_over_after() {
+        let t0 = Instant::now();
+        let mut s = Safety::new(limits());
+        s.command("a", &wheels(0.5, 0.5), t0).unwrap();
+        assert_eq!(
+            s.command("b", &wheels(-1.0, -1.0), t0 + 10 * MS),
+            Err(Refusal::NotDriver("a".into()))
+        );
+        s.tick(t0 + 20 * MS);
+        assert_eq!(speeds(&s), (0.5, 0.5), "a refused command changes nothing");
+        // The lease lapses after the deadman...
+        s.tick(t0 + 500 * MS);
+        s.command("b", &wheels(-1.0, -1.0), t0 + 501 * MS).unwrap();
+        assert_eq!(s.state().driver.as_deref(), Some("b"));
+        // ...or when the driver leaves.
+        s.peer_left("b", t0 + 600 * MS);
+        assert_eq!(speeds(&s), (0.0, 0.0));
+        s.command("a", &wheels(0.1, 0.1), t0 + 601 * MS).unwrap();
+        assert_eq!(s.state().driver.as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn a_viewer_leaving_does_not_stop_the_driver() {
+        let t0 = Instant::now();
+        let mut s = Safety::new(limits());
+        s.command("a", &wheels(0.5, 0.5), t0).unwrap();
+        s.peer_left("b", t0 + 10 * MS);
+        s.tick(t0 + 20 * MS);
+        assert_eq!(speeds(&s), (0.5, 0.5));
+    }
+
+    #[test]
+    fn stop_from_any_peer_cuts_to_zero_at_once_but_keeps_the_lease() {
+        let t0 = Instant::now();
+        let mut s = Safety::new(Limits {
+            ramp_per_s: 1.0,
+            ..limits()
+        });
+        s.command("a", &wheels(1.0, 1.0), t0).unwrap();
+        s.tick(t0 + 1000 * MS);
+        assert_eq!(speeds(&s), (0.0, 0.0), "deadman meanwhile");
+        s.command("a", &wheels(1.0, 1.0), t0 + 1000 * MS).unwrap();
+        s.tick(t0 + 1400 * MS);
+        assert!(approx(speeds(&s), (0.4, 0.4)), "ramped to {:?}", speeds(&s));
+        s.command("b", &Command::Stop, t0 + 1401 * MS).unwrap();
+        assert_eq!(
+            speeds(&s),
+            (0.0, 0.0),
+            "no ramp on the way down from a stop"
+        );
+        assert_eq!(s.state().driver.as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn estop_latches_until_reset_and_refuses_every_drive_meanwhile() {
+        let t0 = Instant::now();
+        let mut s = Safety::new(limits());
+        s.command("a", &wheels(1.0, 1.0), t0).unwrap();
+        s.command("viewer", &Command::Estop, t0 + 10 * MS).unwrap();
+        assert_eq!(speeds(&s), (0.0, 0.0));
+        assert!(s.state().estop);
+        assert_eq!(s.state().driver, None);
+        for peer in ["a", "viewer"] {
+            assert_eq!(
+                s.command(peer, &wheels(1.0, 1.0), t0 + 20 * MS),
+                Err(Refusal::Estopped)
+            );
+        }
+        s.tick(t0 + 30 * MS);
+        assert_eq!(speeds(&s), (0.0, 0.0));
+        s.command("viewer", &Command::Reset, t0 + 40 * MS).unwrap();
+        assert!(!s.state().estop);
+        assert_eq!(speeds(&s), (0.0, 0.0), "reset alone moves nothing");
+        s.command("a", &wheels(0.3, 0.3), t0 + 50 * MS).unwrap();
+        s.tick(t0 + 60 * MS);
+        assert_eq!(speeds(&s), (0.3, 0.3));
+    }
+
+    #[test]
+    fn the_ramp_limits_how_fast_drive_commands_change_speed() {
+        let t0 = Instant::now();
+        let mut s = Safety::new(Limits {
+            ramp_per_s: 4.0,
+            ..limits()
+        });
+        s.command("a", &wheels(1.0, -1.0), t0).unwrap();
+        assert_eq!(
+            speeds(&s),
+            (0.0, 0.0),
+            "nothing at the instant of the command"
+        );
+        s.tick(t0 + 100 * MS);
+        assert!(approx(speeds(&s), (0.4, -0.4)), "{:?}", speeds(&s));
+        s.command("a", &wheels(1.0, -1.0), t0 + 200 * MS).unwrap();
+        s.tick(t0 + 250 * MS);
+        assert!(
+            approx(speeds(&s), (1.0, -1.0)),
+            "full speed after 250 ms: {:?}",
+            speeds(&s)
+        );
+        // Releasing the stick (a zero drive) decelerates along the same ramp.
+        s.command("a", &wheels(0.0, 0.0), t0 + 300 * MS).unwrap();
+        s.tick(t0 + 400 * MS);
+        assert!(approx(speeds(&s), (0.6, -0.6)), "{:?}", speeds(&s));
+        s.tick(t0 + 600 * MS);
+        assert_eq!(speeds(&s), (0.0, 0.0));
+    }
+
+    #[test]
+    fn max_speed_trim_and_invert_shape_every_command() {
+        let t0 = Instant::now();
+        let mut s = Safety::new(Limits {
+            max_speed: 0.5,
+            left: Wheel {
+                invert: true,
+                trim: 1.0,
+            },
+            right: Wheel {
+                invert: false,
+                trim: 0.8,
+            },
+            ..limits()
+        });
+        s.command("a", &wheels(1.0, 1.0), t0).unwrap();
+        s.tick(t0 + 10 * MS);
+        assert!(approx(speeds(&s), (-0.5, 0.4)), "{:?}", speeds(&s));
+        s.command(
+            "a",
+            &Command::Drive(Drive::Twist {
+                linear: 0.0,
+                angular: 1.0,
+            }),
+            t0 + 20 * MS,
+        )
+        .unwrap();
+        s.tick(t0 + 30 * MS);
+        assert!(
+            approx(speeds(&s), (0.5, 0.4)),
+            "spin left: {:?}",
+            speeds(&s)
+        );
+    }
+
+    #[test]
+    fn halt_stops_everything() {
+        let t0 = Instant::now();
+        let mut s = Safety::new(limits());
+        s.command("a", &wheels(1.0, 1.0), t0).unwrap();
+        s.tick(t0 + 10 * MS);
+        s.halt();
+        assert_eq!(speeds(&s), (0.0, 0.0));
+        assert_eq!(s.state().driver, None);
+    }
+
+    #[test]
+    fn ping_is_not_a_motor_command() {
+        let mut s = Safety::new(limits());
+        let ping = Command::Ping {
+            t: serde_json::Number::from(1),
+        };
+        assert!(s.command("a", &ping, Instant::now()).is_err());
+        assert_eq!(s.state().driver, None);
+    }
+}
