@@ -8,13 +8,13 @@
 
 use crate::config::Config;
 use crate::motors::{self, MotorError, Motors, StopOnDrop};
-use crate::protocol::Command;
+use crate::protocol::{parse, Command, Outgoing};
 use crate::safety::{Limits, MotorState, Refusal, Safety, Wheel};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 
 /// How often the speeds step toward a drive command's target while ramping.
-pub const RAMP_STEP: Duration = Duration::from_millis(10);
+pub use crate::safety::RAMP_STEP;
 
 enum Request {
     Command {
@@ -127,6 +127,26 @@ impl Control {
 /// The time as tokio sees it, so that tests with a paused clock run in virtual time.
 fn now() -> Instant {
     tokio::time::Instant::now().into_std()
+}
+
+/// Answers one text message from `peer`'s data channel: `pong` for a ping, nothing for a
+/// motor command carried out (the `state` that follows is the answer), `error` for
+/// anything refused. This is the whole path from a message to the motors.
+pub async fn respond(control: &Control, peer: &str, text: &str) -> Option<Outgoing> {
+    let incoming = match parse(text) {
+        Ok(incoming) => incoming,
+        Err(e) => return Some(e.into()),
+    };
+    match incoming.command {
+        Command::Ping { t } => Some(Outgoing::Pong { t }),
+        command => match control.command(peer, command).await {
+            Ok(()) => None,
+            Err(e) => Some(Outgoing::Error {
+                message: e.to_string(),
+                seq: incoming.seq,
+            }),
+        },
+    }
 }
 
 async fn run(

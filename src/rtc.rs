@@ -11,7 +11,7 @@ use crate::media::audio::AudioPacket;
 use crate::media::fanout::{Next, Subscriber};
 use crate::media::video::VideoFrame;
 use crate::media::Media;
-use crate::protocol::{parse, Command, Outgoing};
+use crate::protocol::Outgoing;
 use crate::safety::MotorState;
 use rtc::interceptor::{
     Attribute, Interceptor, Packet as InterceptorPacket, Slot, StreamInfo, TaggedPacket,
@@ -552,20 +552,7 @@ async fn reply_to(
             seq: None,
         });
     };
-    let incoming = match parse(text) {
-        Ok(incoming) => incoming,
-        Err(e) => return Some(e.into()),
-    };
-    match incoming.command {
-        Command::Ping { t } => Some(Outgoing::Pong { t }),
-        command => match control.command(peer_id, command).await {
-            Ok(()) => None,
-            Err(e) => Some(Outgoing::Error {
-                message: e.to_string(),
-                seq: incoming.seq,
-            }),
-        },
-    }
+    crate::control::respond(control, peer_id, text).await
 }
 
 /// Sends `state` when the motors change and at least every [`STATE_MAX_INTERVAL`], so the
@@ -594,12 +581,26 @@ async fn push_state(
             Ok(Err(_)) => return,
             Ok(Ok(())) => {}
         }
-        let urgent = {
-            let next = states.borrow();
+        let urgent = |next: &MotorState| {
             (next.left == 0.0 && next.right == 0.0) || next.estop != state.estop
         };
-        if !urgent {
-            tokio::time::sleep_until(sent + STATE_MIN_INTERVAL).await;
+        if urgent(&states.borrow()) {
+            continue;
+        }
+        // Coalesce until the interval is up, unless a stop comes meanwhile.
+        let deadline = sent + STATE_MIN_INTERVAL;
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline) => break,
+                changed = states.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    if urgent(&states.borrow()) {
+                        break;
+                    }
+                }
+            }
         }
     }
 }

@@ -17,6 +17,11 @@
 use crate::protocol::{Command, Drive};
 use std::time::{Duration, Instant};
 
+/// A drive from rest moves the speed by this much of the ramp at once, instead of at the
+/// next ramp step: the motors answer a command immediately, as if it had come one ramp
+/// step earlier. It matches the motor task's ramp step.
+pub const RAMP_STEP: Duration = Duration::from_millis(10);
+
 /// Who sent a command: the peer id.
 pub type PeerId = String;
 
@@ -118,8 +123,13 @@ impl Safety {
         }
         let (left, right) = drive.wheels();
         let max = self.limits.max_speed;
+        let at_rest = !self.ramping();
         self.target = (left * max, right * max);
         self.lease = Some((peer.to_owned(), now));
+        if at_rest {
+            self.last_step = now.checked_sub(RAMP_STEP).or(self.last_step);
+            self.advance(now);
+        }
         Ok(())
     }
 
@@ -311,7 +321,11 @@ mod tests {
         assert_eq!(speeds(&s), (0.0, 0.0), "deadman meanwhile");
         s.command("a", &wheels(1.0, 1.0), t0 + 1000 * MS).unwrap();
         s.tick(t0 + 1400 * MS);
-        assert!(approx(speeds(&s), (0.4, 0.4)), "ramped to {:?}", speeds(&s));
+        assert!(
+            approx(speeds(&s), (0.41, 0.41)),
+            "ramped to {:?}",
+            speeds(&s)
+        );
         s.command("b", &Command::Stop, t0 + 1401 * MS).unwrap();
         assert_eq!(
             speeds(&s),
@@ -354,13 +368,13 @@ mod tests {
             ..limits()
         });
         s.command("a", &wheels(1.0, -1.0), t0).unwrap();
-        assert_eq!(
-            speeds(&s),
-            (0.0, 0.0),
-            "nothing at the instant of the command"
+        assert!(
+            approx(speeds(&s), (0.04, -0.04)),
+            "one 10 ms ramp step at once: {:?}",
+            speeds(&s)
         );
         s.tick(t0 + 100 * MS);
-        assert!(approx(speeds(&s), (0.4, -0.4)), "{:?}", speeds(&s));
+        assert!(approx(speeds(&s), (0.44, -0.44)), "{:?}", speeds(&s));
         s.command("a", &wheels(1.0, -1.0), t0 + 200 * MS).unwrap();
         s.tick(t0 + 250 * MS);
         assert!(
@@ -371,7 +385,7 @@ mod tests {
         // Releasing the stick (a zero drive) decelerates along the same ramp.
         s.command("a", &wheels(0.0, 0.0), t0 + 300 * MS).unwrap();
         s.tick(t0 + 400 * MS);
-        assert!(approx(speeds(&s), (0.6, -0.6)), "{:?}", speeds(&s));
+        assert!(approx(speeds(&s), (0.56, -0.56)), "{:?}", speeds(&s));
         s.tick(t0 + 600 * MS);
         assert_eq!(speeds(&s), (0.0, 0.0));
     }
