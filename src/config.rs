@@ -34,15 +34,23 @@ const TRIM: RangeInclusive<f64> = 0.0..=1.0;
 /// The BCM GPIOs on the 40-pin header, the same on every Pi that roverd supports.
 const GPIO: RangeInclusive<u8> = 0..=27;
 const MIN_TOKEN_LEN: usize = 8;
+const OFFERS_PER_MINUTE: RangeInclusive<u32> = 1..=600;
+const BODY_BYTES: RangeInclusive<usize> = 4096..=1_048_576;
+/// The parser's own cap ([`crate::protocol::MAX_MESSAGE_BYTES`]) is the top of the range.
+const MESSAGE_BYTES: RangeInclusive<usize> = 64..=crate::protocol::MAX_MESSAGE_BYTES;
+const MESSAGES_PER_S: RangeInclusive<u32> = 5..=1000;
+const CONNECT_TIMEOUT_S: RangeInclusive<u64> = 1..=300;
+const IDLE_TIMEOUT_S: RangeInclusive<u64> = 1..=600;
 /// The top-level tables, in the order of the example file.
-const TABLES: [&str; 7] = [
-    "http", "camera", "video", "audio", "control", "motors", "log",
+const TABLES: [&str; 8] = [
+    "http", "limits", "camera", "video", "audio", "control", "motors", "log",
 ];
 
 /// Everything roverd can be told, with every value checked (see [`Config::validate`]).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Config {
     pub http: HttpConfig,
+    pub limits: LimitsConfig,
     pub camera: CameraConfig,
     pub video: VideoConfig,
     pub audio: AudioConfig,
@@ -60,6 +68,12 @@ pub struct HttpConfig {
     pub max_peers: usize,
     /// Bearer token for the API and signaling; without one, anyone on the LAN may drive.
     pub token: Option<String>,
+    /// A second token that may watch but not drive (nor close other viewers): for showing
+    /// the robot's camera to people who should not steer it. Needs `token`.
+    pub viewer_token: Option<String>,
+    /// HTTPS besides HTTP: phone browsers keep some features (the gamepad, fullscreen on
+    /// some) for secure pages, and a token sent over plain HTTP can be read on the LAN.
+    pub tls: Option<TlsConfig>,
     /// Host names accepted in `Host` besides IP literals, `localhost`, the hostname and
     /// its `.local` name: needed behind a reverse proxy or a DNS name of one's own, since
     /// every other name is refused to stop DNS-rebinding pages.
@@ -72,7 +86,64 @@ impl Default for HttpConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             max_peers: 8,
             token: None,
+            viewer_token: None,
+            tls: None,
             allowed_hosts: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsConfig {
+    /// Where HTTPS listens; plain HTTP goes on listening on `http.listen`.
+    pub listen: SocketAddr,
+    pub identity: TlsIdentity,
+}
+
+/// Where the HTTPS certificate comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TlsIdentity {
+    /// PEM files the robot builder provides, e.g. from their own CA.
+    Files { cert: PathBuf, key: PathBuf },
+    /// Made at first start and kept in the state directory, so that a phone that has
+    /// accepted it once is not asked again after a restart.
+    SelfSigned,
+}
+
+impl TlsConfig {
+    pub const DEFAULT_LISTEN: &'static str = "0.0.0.0:8443";
+}
+
+/// What one client may cost the robot. Every limit answers with a clear error and a log
+/// line when hit, and touches no other peer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LimitsConfig {
+    /// Offers accepted per client IP address per minute: a page stuck in a reconnect loop,
+    /// or a script, cannot make the robot set up peer connections without end.
+    pub offers_per_minute: u32,
+    /// Largest request body; an SDP offer is a few KiB.
+    pub body_bytes: usize,
+    /// Largest data-channel message; a drive command is under 100 bytes.
+    pub message_bytes: usize,
+    /// Data-channel messages per second per peer (the page sends about 25). Beyond it
+    /// messages are refused, except `stop` and `estop`, which are always obeyed.
+    pub messages_per_s: u32,
+    /// A peer that has not connected this long after its answer is dropped.
+    pub connect_timeout_s: u64,
+    /// A connected peer that has sent nothing for this long after its link was lost (3 s
+    /// of silence) is dropped, freeing its place.
+    pub idle_timeout_s: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            offers_per_minute: 20,
+            body_bytes: 64 * 1024,
+            message_bytes: crate::protocol::MAX_MESSAGE_BYTES,
+            messages_per_s: 100,
+            connect_timeout_s: 20,
+            idle_timeout_s: 5,
         }
     }
 }
@@ -481,6 +552,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), Vec<Problem>> {
         let mut p = Vec::new();
         self.http.check(&mut p);
+        self.limits.check(&mut p);
         self.camera.check(&mut p);
         self.video.check(&mut p);
         self.audio.check(&mut p);
@@ -510,6 +582,7 @@ impl Config {
 #[serde(deny_unknown_fields, default)]
 struct RawConfig {
     http: RawHttp,
+    limits: RawLimits,
     camera: RawCamera,
     video: RawVideo,
     audio: RawAudio,
@@ -524,7 +597,29 @@ struct RawHttp {
     listen: Option<String>,
     max_peers: Option<i64>,
     token: Option<String>,
+    viewer_token: Option<String>,
+    tls: Option<RawTls>,
     allowed_hosts: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawTls {
+    listen: Option<String>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    self_signed: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawLimits {
+    offers_per_minute: Option<i64>,
+    body_bytes: Option<i64>,
+    message_bytes: Option<i64>,
+    messages_per_s: Option<i64>,
+    connect_timeout_s: Option<i64>,
+    idle_timeout_s: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -641,6 +736,7 @@ impl RawConfig {
         let d = Config::default();
         Config {
             http: self.http.lower(d.http, p),
+            limits: self.limits.lower(d.limits, p),
             camera: self.camera.lower(d.camera, p),
             video: VideoConfig {
                 bitrate_kbps: int(
@@ -685,22 +781,118 @@ impl RawConfig {
 
 impl RawHttp {
     fn lower(self, d: HttpConfig, p: &mut Vec<Problem>) -> HttpConfig {
-        let listen = match self.listen {
-            None => d.listen,
-            Some(text) => text.parse().unwrap_or_else(|_| {
-                p.push(Problem::new(
-                    "http.listen",
-                    format!("{text:?}"),
-                    r#"must be an IP address and a port, such as "0.0.0.0:8080" or "[::]:8080""#,
-                ));
-                d.listen
-            }),
-        };
         HttpConfig {
-            listen,
+            listen: address(p, "http.listen", self.listen, d.listen, "0.0.0.0:8080"),
             max_peers: int(p, "http.max_peers", self.max_peers, d.max_peers, &MAX_PEERS),
             token: self.token.or(d.token),
+            viewer_token: self.viewer_token.or(d.viewer_token),
+            tls: self.tls.and_then(|tls| tls.lower(p)),
             allowed_hosts: self.allowed_hosts.unwrap_or(d.allowed_hosts),
+        }
+    }
+}
+
+/// A listening address written as text.
+fn address(
+    p: &mut Vec<Problem>,
+    key: &str,
+    raw: Option<String>,
+    default: SocketAddr,
+    example: &str,
+) -> SocketAddr {
+    let Some(text) = raw else { return default };
+    text.parse().unwrap_or_else(|_| {
+        p.push(Problem::new(
+            key,
+            format!("{text:?}"),
+            format!(
+                r#"must be an IP address and a port, such as "{example}" or "[::]:{}""#,
+                example.rsplit(':').next().unwrap_or("8080")
+            ),
+        ));
+        default
+    })
+}
+
+impl RawTls {
+    /// `None` (with a problem) when the table names no certificate at all.
+    fn lower(self, p: &mut Vec<Problem>) -> Option<TlsConfig> {
+        let default_listen = TlsConfig::DEFAULT_LISTEN
+            .parse()
+            .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 8443)));
+        let listen = address(
+            p,
+            "http.tls.listen",
+            self.listen,
+            default_listen,
+            TlsConfig::DEFAULT_LISTEN,
+        );
+        const EITHER: &str = "set either cert and key (PEM files) or self_signed = true, not both";
+        let identity = match (self.cert, self.key, self.self_signed.unwrap_or(false)) {
+            (Some(cert), Some(key), false) => TlsIdentity::Files { cert, key },
+            (None, None, true) => TlsIdentity::SelfSigned,
+            (cert, key, self_signed) => {
+                let (key_name, value) = match (cert, key) {
+                    (Some(_), Some(_)) => ("http.tls.self_signed", "true".to_owned()),
+                    (Some(cert), None) => {
+                        ("http.tls.key", format!("<missing, cert is {:?}>", cert))
+                    }
+                    (None, Some(key)) => ("http.tls.cert", format!("<missing, key is {:?}>", key)),
+                    (None, None) => ("http.tls.self_signed", self_signed.to_string()),
+                };
+                p.push(Problem::new(key_name, value, EITHER));
+                return None;
+            }
+        };
+        Some(TlsConfig { listen, identity })
+    }
+}
+
+impl RawLimits {
+    fn lower(self, d: LimitsConfig, p: &mut Vec<Problem>) -> LimitsConfig {
+        LimitsConfig {
+            offers_per_minute: int(
+                p,
+                "limits.offers_per_minute",
+                self.offers_per_minute,
+                d.offers_per_minute,
+                &OFFERS_PER_MINUTE,
+            ),
+            body_bytes: int(
+                p,
+                "limits.body_bytes",
+                self.body_bytes,
+                d.body_bytes,
+                &BODY_BYTES,
+            ),
+            message_bytes: int(
+                p,
+                "limits.message_bytes",
+                self.message_bytes,
+                d.message_bytes,
+                &MESSAGE_BYTES,
+            ),
+            messages_per_s: int(
+                p,
+                "limits.messages_per_s",
+                self.messages_per_s,
+                d.messages_per_s,
+                &MESSAGES_PER_S,
+            ),
+            connect_timeout_s: int(
+                p,
+                "limits.connect_timeout_s",
+                self.connect_timeout_s,
+                d.connect_timeout_s,
+                &CONNECT_TIMEOUT_S,
+            ),
+            idle_timeout_s: int(
+                p,
+                "limits.idle_timeout_s",
+                self.idle_timeout_s,
+                d.idle_timeout_s,
+                &IDLE_TIMEOUT_S,
+            ),
         }
     }
 }
@@ -799,20 +991,42 @@ impl HttpConfig {
     fn check(&self, p: &mut Vec<Problem>) {
         // listen has no rule here: it was checked as text, and any SocketAddr may be tried.
         in_range(p, "http.max_peers", self.max_peers, &MAX_PEERS);
-        if let Some(token) = &self.token {
-            // A token in an error would end up in the journal, so only its length is shown.
-            // Printable ASCII because browsers refuse other header values, and a space is
-            // easily lost when typing the token on a phone.
-            let len = token.chars().count();
-            if len < MIN_TOKEN_LEN || !token.bytes().all(|b| b.is_ascii_graphic()) {
+        check_token(p, "http.token", self.token.as_deref());
+        check_token(p, "http.viewer_token", self.viewer_token.as_deref());
+        if let Some(viewer) = &self.viewer_token {
+            if self.token.is_none() {
                 p.push(Problem::new(
-                    "http.token",
-                    format!("<hidden, {len} characters>"),
-                    format!(
-                        "must be at least {MIN_TOKEN_LEN} printable ASCII characters without spaces \
-                         (leave the key out to turn the token off)"
-                    ),
+                    "http.viewer_token",
+                    "<hidden>",
+                    "needs http.token as well: without a full token anyone may drive, so a \
+                     watch-only token would protect nothing",
                 ));
+            } else if self.token.as_ref() == Some(viewer) {
+                p.push(Problem::new(
+                    "http.viewer_token",
+                    "<hidden, the same as http.token>",
+                    "must differ from http.token, or every viewer could drive",
+                ));
+            }
+        }
+        if let Some(tls) = &self.tls {
+            if tls.listen == self.listen {
+                p.push(Problem::new(
+                    "http.tls.listen",
+                    format!("{:?}", tls.listen.to_string()),
+                    "must differ from http.listen: HTTP and HTTPS each need their own port",
+                ));
+            }
+            if let TlsIdentity::Files { cert, key } = &tls.identity {
+                for (name, path) in [("http.tls.cert", cert), ("http.tls.key", key)] {
+                    if !path.is_absolute() {
+                        p.push(Problem::new(
+                            name,
+                            format!("{path:?}"),
+                            "must be an absolute path to a PEM file, such as \"/etc/roverd/tls/cert.pem\"",
+                        ));
+                    }
+                }
             }
         }
         for (i, host) in self.allowed_hosts.iter().enumerate() {
@@ -830,6 +1044,60 @@ impl HttpConfig {
                 ));
             }
         }
+    }
+}
+
+/// A token in an error would end up in the journal, so only its length is shown.
+/// Printable ASCII because browsers refuse other header values, and a space is easily lost
+/// when typing the token on a phone.
+fn check_token(p: &mut Vec<Problem>, key: &str, token: Option<&str>) {
+    let Some(token) = token else { return };
+    let len = token.chars().count();
+    if len < MIN_TOKEN_LEN || !token.bytes().all(|b| b.is_ascii_graphic()) {
+        p.push(Problem::new(
+            key,
+            format!("<hidden, {len} characters>"),
+            format!(
+                "must be at least {MIN_TOKEN_LEN} printable ASCII characters without spaces \
+                 (leave the key out to turn the token off)"
+            ),
+        ));
+    }
+}
+
+impl LimitsConfig {
+    fn check(&self, p: &mut Vec<Problem>) {
+        in_range(
+            p,
+            "limits.offers_per_minute",
+            self.offers_per_minute,
+            &OFFERS_PER_MINUTE,
+        );
+        in_range(p, "limits.body_bytes", self.body_bytes, &BODY_BYTES);
+        in_range(
+            p,
+            "limits.message_bytes",
+            self.message_bytes,
+            &MESSAGE_BYTES,
+        );
+        in_range(
+            p,
+            "limits.messages_per_s",
+            self.messages_per_s,
+            &MESSAGES_PER_S,
+        );
+        in_range(
+            p,
+            "limits.connect_timeout_s",
+            self.connect_timeout_s,
+            &CONNECT_TIMEOUT_S,
+        );
+        in_range(
+            p,
+            "limits.idle_timeout_s",
+            self.idle_timeout_s,
+            &IDLE_TIMEOUT_S,
+        );
     }
 }
 
@@ -1203,6 +1471,100 @@ mod tests {
         let spaced = problem("[http]\ntoken = \"my secret phrase\"\n");
         assert!(!spaced.contains("secret"), "{spaced}");
         assert!(parse("[http]\ntoken = \"abcdefgh\"\n").http.token.is_some());
+    }
+
+    #[test]
+    fn a_viewer_token_needs_a_different_full_token() {
+        let c = parse("[http]\ntoken = \"drive-token\"\nviewer_token = \"watch-token\"\n");
+        assert_eq!(c.http.viewer_token.as_deref(), Some("watch-token"));
+        let alone = problem("[http]\nviewer_token = \"watch-token\"\n");
+        assert!(
+            alone.starts_with("http.viewer_token = <hidden>: needs http.token"),
+            "{alone}"
+        );
+        let same = problem("[http]\ntoken = \"same-token\"\nviewer_token = \"same-token\"\n");
+        assert!(same.contains("must differ from http.token"), "{same}");
+        assert!(
+            !same.contains("same-token"),
+            "a token must never be shown: {same}"
+        );
+        let short = problem("[http]\ntoken = \"drive-token\"\nviewer_token = \"abc\"\n");
+        assert!(
+            short.starts_with("http.viewer_token = <hidden, 3 characters>:"),
+            "{short}"
+        );
+    }
+
+    #[test]
+    fn tls_takes_files_or_self_signed() {
+        let c = parse("[http.tls]\nself_signed = true\n");
+        let tls = c.http.tls.unwrap();
+        assert_eq!(tls.identity, TlsIdentity::SelfSigned);
+        assert_eq!(tls.listen.to_string(), "0.0.0.0:8443");
+        let c =
+            parse("[http.tls]\nlisten = \"127.0.0.1:9443\"\ncert = \"/c.pem\"\nkey = \"/k.pem\"\n");
+        let tls = c.http.tls.unwrap();
+        assert_eq!(tls.listen.to_string(), "127.0.0.1:9443");
+        assert_eq!(
+            tls.identity,
+            TlsIdentity::Files {
+                cert: "/c.pem".into(),
+                key: "/k.pem".into()
+            }
+        );
+        assert!(parse("").http.tls.is_none());
+        assert!(problem("[http.tls]\n")
+            .starts_with("http.tls.self_signed = false: set either cert and key"));
+        assert!(problem("[http.tls]\ncert = \"/c.pem\"\n").starts_with("http.tls.key = <missing"));
+        assert!(
+            problem("[http.tls]\nkey = \"/k.pem\"\nself_signed = true\n")
+                .starts_with("http.tls.cert = <missing")
+        );
+        assert!(
+            problem("[http.tls]\ncert = \"/c\"\nkey = \"/k\"\nself_signed = true\n")
+                .starts_with("http.tls.self_signed = true: set either")
+        );
+        assert!(problem("[http.tls]\ncert = \"c.pem\"\nkey = \"/k.pem\"\n")
+            .starts_with("http.tls.cert = \"c.pem\": must be an absolute path"));
+        assert!(
+            problem("[http]\nlisten = \"0.0.0.0:8443\"\n[http.tls]\nself_signed = true\n")
+                .starts_with("http.tls.listen = \"0.0.0.0:8443\": must differ")
+        );
+        assert!(
+            problem("[http.tls]\nlisten = \"nowhere\"\nself_signed = true\n")
+                .contains("0.0.0.0:8443")
+        );
+        assert!(parse_error("[http.tls]\nport = 1\n").contains("port"));
+    }
+
+    #[test]
+    fn limits_have_ranges() {
+        let c = parse("[limits]\noffers_per_minute = 5\nmessages_per_s = 10\nconnect_timeout_s = 3\nidle_timeout_s = 2\nbody_bytes = 8192\nmessage_bytes = 512\n");
+        let l = &c.limits;
+        assert_eq!(
+            (
+                l.offers_per_minute,
+                l.messages_per_s,
+                l.connect_timeout_s,
+                l.idle_timeout_s,
+                l.body_bytes,
+                l.message_bytes
+            ),
+            (5, 10, 3, 2, 8192, 512)
+        );
+        let mut found = problems("[limits]\noffers_per_minute = 0\nbody_bytes = 10\nmessage_bytes = 5000\nmessages_per_s = -1\nconnect_timeout_s = 0\nidle_timeout_s = 601\n");
+        found.sort();
+        assert_eq!(
+            found,
+            [
+                "limits.body_bytes = 10: must be between 4096 and 1048576",
+                "limits.connect_timeout_s = 0: must be between 1 and 300",
+                "limits.idle_timeout_s = 601: must be between 1 and 600",
+                "limits.message_bytes = 5000: must be between 64 and 4096",
+                "limits.messages_per_s = -1: must be between 5 and 1000",
+                "limits.offers_per_minute = 0: must be between 1 and 600",
+            ]
+        );
     }
 
     #[test]
