@@ -6,7 +6,7 @@
 //! rest (a stop between them, as between key presses), with the default ramp (4/s) and
 //! with the ramp off.
 
-use roverd::control::{respond, Control};
+use roverd::control::{respond, Access, Control};
 use roverd::motors::{MotorError, Motors};
 use roverd::safety::{Limits, Wheel};
 use std::time::{Duration, Instant};
@@ -62,13 +62,17 @@ async fn run(ramp_per_s: f64, commands: usize) -> Vec<Duration> {
         while writes.try_recv().is_ok() {}
         let sent = Instant::now();
         assert!(
-            respond(&control, "bench", &drive).await.is_none(),
+            respond(&control, "bench", Access::Full, &drive)
+                .await
+                .is_none(),
             "drive refused"
         );
         latencies.push(next_write(&mut writes).await - sent);
-        assert!(respond(&control, "bench", r#"{"type":"stop"}"#)
-            .await
-            .is_none());
+        assert!(
+            respond(&control, "bench", Access::Full, r#"{"type":"stop"}"#)
+                .await
+                .is_none()
+        );
         next_write(&mut writes).await;
     }
     control.halt().await;

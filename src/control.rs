@@ -129,16 +129,37 @@ fn now() -> Instant {
     tokio::time::Instant::now().into_std()
 }
 
+/// What a peer's token lets it do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Watch and drive: the `http.token`, or anyone when no token is configured.
+    Full,
+    /// Watch only: the `http.viewer_token`. `stop` and `estop` are still obeyed, as from
+    /// any peer, because stopping the robot must never need a permission.
+    Viewer,
+}
+
 /// Answers one text message from `peer`'s data channel: `pong` for a ping, nothing for a
 /// motor command carried out (the `state` that follows is the answer), `error` for
 /// anything refused. This is the whole path from a message to the motors.
-pub async fn respond(control: &Control, peer: &str, text: &str) -> Option<Outgoing> {
+pub async fn respond(
+    control: &Control,
+    peer: &str,
+    access: Access,
+    text: &str,
+) -> Option<Outgoing> {
     let incoming = match parse(text) {
         Ok(incoming) => incoming,
         Err(e) => return Some(e.into()),
     };
     match incoming.command {
         Command::Ping { t } => Some(Outgoing::Pong { t }),
+        Command::Drive(_) | Command::Reset if access == Access::Viewer => Some(Outgoing::Error {
+            message: "this viewer's token can watch but not drive; open the page with the \
+                      robot's full token (http.token) to drive"
+                .into(),
+            seq: incoming.seq,
+        }),
         command => match control.command(peer, command).await {
             Ok(()) => None,
             Err(e) => Some(Outgoing::Error {

@@ -1,10 +1,12 @@
 //! The HTTP API (DESIGN.md, "HTTP API"): the only module that knows the routes.
 //!
 //! Every answer that is not a success is JSON `{"error": "..."}` with an explicit status:
-//! 400 bad body, 401 token, 403 foreign Origin or Host, 404, 405, 413 over 64 KiB,
-//! 503 full. No request, however malformed, reaches the media pipeline or the motors
+//! 400 bad body, 401 token, 403 foreign Origin or Host (or a viewer token asking to
+//! close a peer), 404, 405, 413 over `limits.body_bytes` (64 KiB), 429 over
+//! `limits.offers_per_minute`, 503 full. No request, however malformed, reaches the media pipeline or the motors
 //! before it has been checked, and no CORS headers are ever sent.
 
+use crate::control::Access;
 use crate::server::{App, OfferError};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -14,9 +16,6 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-
-/// Largest request body accepted: an SDP offer is a few KiB.
-pub const MAX_BODY: usize = 64 * 1024;
 
 pub type HttpResponse = Response<Full<Bytes>>;
 
@@ -36,8 +35,14 @@ struct AnswerResponse<'a> {
     id: &'a str,
 }
 
-/// Handles one request. `local` is the address the client connected to.
-pub async fn handle(app: Arc<App>, req: Request<Incoming>, local: SocketAddr) -> HttpResponse {
+/// Handles one request. `local` is the address the client connected to, `remote` the
+/// client's.
+pub async fn handle(
+    app: Arc<App>,
+    req: Request<Incoming>,
+    local: SocketAddr,
+    remote: SocketAddr,
+) -> HttpResponse {
     if let Err(refusal) = check_host_and_origin(&app, &req) {
         log::warn!("refused {} {}: {}", req.method(), req.uri().path(), refusal);
         return error(StatusCode::FORBIDDEN, &refusal);
@@ -45,13 +50,19 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, local: SocketAddr) ->
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
     let needs_token = path.starts_with("/api/") || is_offer_path(&path);
-    if needs_token && !app.token_ok(req.headers().get(header::AUTHORIZATION)) {
+    // The page, its assets and /healthz are open: the page is what asks for the token.
+    let access = match needs_token {
+        false => Some(Access::Full),
+        true => app.access(req.headers().get(header::AUTHORIZATION)),
+    };
+    let Some(access) = access else {
+        log::info!("refused {method} {path} from {remote}: no valid token");
         return error(
             StatusCode::UNAUTHORIZED,
             "this robot needs an access token: send 'Authorization: Bearer <token>' \
              (http.token in the robot's config)",
         );
-    }
+    };
     match (&method, path.as_str()) {
         (&Method::GET, "/") | (&Method::GET, "/index.html") => {
             asset(crate::web::INDEX_HTML, "text/html; charset=utf-8")
@@ -63,7 +74,14 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, local: SocketAddr) ->
             Err(why) => error(StatusCode::SERVICE_UNAVAILABLE, &why),
         },
         (&Method::GET, "/api/status") => json(StatusCode::OK, &app.status()),
-        (&Method::POST, p) if is_offer_path(p) => offer(&app, req, local.ip()).await,
+        (&Method::POST, p) if is_offer_path(p) => {
+            offer(&app, req, local.ip(), remote.ip(), access).await
+        }
+        (&Method::DELETE, p) if p.starts_with("/api/peers/") && access == Access::Viewer => error(
+            StatusCode::FORBIDDEN,
+            "this viewer's token can watch but not close connections; use the robot's full \
+             token (http.token)",
+        ),
         (&Method::DELETE, p) if p.starts_with("/api/peers/") => {
             let id = &p["/api/peers/".len()..];
             if app.peers.close(id).await {
@@ -108,18 +126,25 @@ fn known_path(path: &str) -> bool {
         )
 }
 
-async fn offer(app: &Arc<App>, req: Request<Incoming>, local_ip: IpAddr) -> HttpResponse {
+async fn offer(
+    app: &Arc<App>,
+    req: Request<Incoming>,
+    local_ip: IpAddr,
+    client: IpAddr,
+    access: Access,
+) -> HttpResponse {
+    let max_body = app.config.limits.body_bytes;
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY as u64) {
-        return too_large();
+    if declared.is_some_and(|n| n > max_body as u64) {
+        return too_large(max_body);
     }
-    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+    let body = match Limited::new(req.into_body(), max_body).collect().await {
         Ok(body) => body.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(max_body),
         Err(e) => {
             return error(
                 StatusCode::BAD_REQUEST,
@@ -153,7 +178,7 @@ async fn offer(app: &Arc<App>, req: Request<Incoming>, local_ip: IpAddr) -> Http
             ),
         );
     }
-    match app.offer(request.sdp, local_ip).await {
+    match app.offer(request.sdp, local_ip, client, access).await {
         Ok((answer, id)) => json(
             StatusCode::OK,
             &AnswerResponse {
@@ -168,6 +193,20 @@ async fn offer(app: &Arc<App>, req: Request<Incoming>, local_ip: IpAddr) -> Http
                 "the robot already has {max} viewers (http.max_peers); try again when one leaves"
             ),
         ),
+        Err(OfferError::TooMany { retry_after }) => {
+            let secs = retry_after.as_secs() + 1;
+            let mut resp = error(
+                StatusCode::TOO_MANY_REQUESTS,
+                &format!(
+                    "too many connection attempts from this address (limits.offers_per_minute = {}); \
+                     try again in {secs} s",
+                    app.config.limits.offers_per_minute
+                ),
+            );
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            resp
+        }
         Err(OfferError::Rtc(crate::rtc::RtcError::BadOffer(why))) => error(
             StatusCode::BAD_REQUEST,
             &format!("the offer is not a valid SDP offer: {why}"),
@@ -267,10 +306,13 @@ fn error(status: StatusCode, message: &str) -> HttpResponse {
     json(status, &serde_json::json!({ "error": message }))
 }
 
-fn too_large() -> HttpResponse {
+fn too_large(max_body: usize) -> HttpResponse {
     error(
         StatusCode::PAYLOAD_TOO_LARGE,
-        &format!("the request body is larger than {} KiB", MAX_BODY / 1024),
+        &format!(
+            "the request body is larger than {} KiB (limits.body_bytes)",
+            max_body / 1024
+        ),
     )
 }
 

@@ -9,6 +9,7 @@
 pub mod config;
 pub mod control;
 pub mod http;
+pub mod limits;
 pub mod logging;
 pub mod media;
 pub mod motors;
@@ -18,8 +19,9 @@ pub mod protocol;
 pub mod rtc;
 pub mod safety;
 pub mod server;
+pub mod tls;
 pub mod web;
 
-pub use server::serve;
+pub use server::{serve, serve_on, Listeners};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

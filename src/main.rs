@@ -106,6 +106,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| {
             format!("could not listen on {listen} (http.listen or --listen): is another roverd running?")
         })?;
+        let https = match &config.http.tls {
+            None => None,
+            Some(tls) => {
+                let listen = tls.listen;
+                Some(tokio::net::TcpListener::bind(listen).await.with_context(|| {
+                    format!("could not listen on {listen} for HTTPS (http.tls.listen): is the port in use?")
+                })?)
+            }
+        };
+        let listeners = roverd::Listeners { http: listener, https };
         let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             match shutdown_signal().await {
@@ -115,7 +125,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             stop_tx.send_replace(true);
         });
         let mut stop_for_serve = stop_rx.clone();
-        let serve = roverd::serve(config, listener, async move {
+        let serve = roverd::serve_on(config, listeners, async move {
             let _ = stop_for_serve.wait_for(|s| *s).await;
         });
         tokio::pin!(serve);

@@ -7,7 +7,7 @@
 
 use crate::control::Control;
 use crate::media::Media;
-use crate::rtc::{PeerEvent, RtcPeer};
+use crate::rtc::{ChannelPolicy, PeerEvent, RtcPeer};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -16,12 +16,17 @@ use std::time::Duration;
 use tokio::task::AbortHandle;
 use webrtc::peer_connection::{PeerConnection, RTCPeerConnectionState};
 
-/// A peer that has not connected this long after its answer is dropped.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// A peer disconnected this long is dropped. The page itself gives up on a disconnected
-/// connection after 3 s and makes a new one, so waiting longer only holds a viewer slot.
-pub const DISCONNECT_GRACE: Duration = Duration::from_secs(5);
+/// How long a peer may take, and what its data channels may do.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerPolicy {
+    pub channel: ChannelPolicy,
+    /// `limits.connect_timeout_s`: a peer not connected this long after its answer is dropped.
+    pub connect_timeout: Duration,
+    /// `limits.idle_timeout_s`: a peer disconnected this long is dropped. The page itself
+    /// gives up on a disconnected connection after 3 s and makes a new one, so waiting
+    /// longer only holds a viewer slot.
+    pub idle_timeout: Duration,
+}
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct PeerStatus {
@@ -121,7 +126,7 @@ impl Peers {
         peer: RtcPeer,
         media: Arc<Media>,
         control: Control,
-        deadman_ms: u64,
+        policy: PeerPolicy,
     ) -> String {
         let id = format!("p{}", self.next_id.fetch_add(1, Ordering::Relaxed));
         let entry = Arc::new(PeerEntry {
@@ -143,7 +148,7 @@ impl Peers {
             peer,
             media,
             control,
-            deadman_ms,
+            policy,
         ));
         id
     }
@@ -199,10 +204,10 @@ async fn supervise(
     mut peer: RtcPeer,
     media: Arc<Media>,
     control: Control,
-    deadman_ms: u64,
+    policy: PeerPolicy,
 ) {
     let id = entry.id.clone();
-    let connect_deadline = tokio::time::sleep(CONNECT_TIMEOUT);
+    let connect_deadline = tokio::time::sleep(policy.connect_timeout);
     tokio::pin!(connect_deadline);
     let mut connected = false;
     let mut lost: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
@@ -224,13 +229,13 @@ async fn supervise(
                             // Control is lost the moment the link is: stop now, not at the
                             // deadman, and not when the peer is finally dropped.
                             control.peer_left(&id);
-                            lost = Some(Box::pin(tokio::time::sleep(DISCONNECT_GRACE)));
+                            lost = Some(Box::pin(tokio::time::sleep(policy.idle_timeout)));
                         }
                         _ => lost = None,
                     }
                 }
                 Some(PeerEvent::DataChannel(dc)) => {
-                    let task = tokio::spawn(crate::rtc::serve_data_channel(dc, id.clone(), control.clone(), deadman_ms));
+                    let task = tokio::spawn(crate::rtc::serve_data_channel(dc, id.clone(), control.clone(), policy.channel));
                     entry.add_task(task.abort_handle());
                 }
                 None => break,
@@ -238,14 +243,14 @@ async fn supervise(
             () = async { if let Some(l) = lost.as_mut() { l.await } }, if lost.is_some() => {
                 log::info!(
                     "peer {id}: no packets for {} s; dropping it",
-                    (crate::rtc::ICE_DISCONNECTED_AFTER + DISCONNECT_GRACE).as_secs()
+                    (crate::rtc::ICE_DISCONNECTED_AFTER + policy.idle_timeout).as_secs()
                 );
                 break;
             }
             () = &mut connect_deadline, if !connected => {
                 log::warn!(
                     "peer {id} did not connect within {} s; dropping it (is UDP blocked between the browser and the robot?)",
-                    CONNECT_TIMEOUT.as_secs()
+                    policy.connect_timeout.as_secs()
                 );
                 break;
             }

@@ -7,11 +7,12 @@
 //! into RTP packets, so a viewer costs a header and SRTP, not an encoder.
 
 use crate::control::Control;
+use crate::limits::{Bucket, Decision};
 use crate::media::audio::AudioPacket;
 use crate::media::fanout::{Next, Subscriber};
 use crate::media::video::VideoFrame;
 use crate::media::Media;
-use crate::protocol::Outgoing;
+use crate::protocol::{Command, Outgoing};
 use crate::safety::MotorState;
 use rtc::interceptor::{
     Attribute, Interceptor, Packet as InterceptorPacket, Slot, StreamInfo, TaggedPacket,
@@ -478,11 +479,22 @@ impl Interceptor for KeyframeRequests {
 ///
 /// However this task ends (the channel closes, the peer is dropped and the task aborted),
 /// its guard tells the motor task that this peer has left: a driver's motors stop.
+/// What one peer's data channels may do, and cost.
+#[derive(Debug, Clone, Copy)]
+pub struct ChannelPolicy {
+    pub access: crate::control::Access,
+    pub deadman_ms: u64,
+    /// `limits.message_bytes`.
+    pub message_bytes: usize,
+    /// `limits.messages_per_s`, also the burst a full bucket allows.
+    pub messages_per_s: u32,
+}
+
 pub async fn serve_data_channel(
     dc: Arc<dyn DataChannel>,
     peer_id: String,
     control: Control,
-    deadman_ms: u64,
+    policy: ChannelPolicy,
 ) {
     struct LeaveOnDrop(Control, String);
     impl Drop for LeaveOnDrop {
@@ -492,6 +504,11 @@ pub async fn serve_data_channel(
     }
     let _leave = LeaveOnDrop(control.clone(), peer_id.clone());
     let mut pusher: Option<tokio::task::JoinHandle<()>> = None;
+    let mut rate = Bucket::new(
+        policy.messages_per_s,
+        f64::from(policy.messages_per_s),
+        tokio::time::Instant::now().into_std(),
+    );
     while let Some(event) = dc.poll().await {
         match event {
             DataChannelEvent::OnOpen => {
@@ -500,7 +517,7 @@ pub async fn serve_data_channel(
                     &Outgoing::Hello {
                         id: peer_id.clone(),
                         version: crate::VERSION.to_owned(),
-                        deadman_ms,
+                        deadman_ms: policy.deadman_ms,
                     },
                 )
                 .await;
@@ -513,7 +530,8 @@ pub async fn serve_data_channel(
                 }
             }
             DataChannelEvent::OnMessage(msg) => {
-                if let Some(reply) = reply_to(&msg, &peer_id, &control).await {
+                let decision = rate.take(tokio::time::Instant::now().into_std());
+                if let Some(reply) = reply_to(&msg, &peer_id, &control, &policy, decision).await {
                     send(&dc, &reply).await;
                 }
             }
@@ -539,7 +557,51 @@ async fn reply_to(
     msg: &RTCDataChannelMessage,
     peer_id: &str,
     control: &Control,
+    policy: &ChannelPolicy,
+    rate: Decision,
 ) -> Option<Outgoing> {
+    if msg.data.len() > policy.message_bytes {
+        log::warn!(
+            "peer {peer_id}: refused a data-channel message of {} bytes (limits.message_bytes = {})",
+            msg.data.len(),
+            policy.message_bytes
+        );
+        return Some(Outgoing::Error {
+            message: format!(
+                "message of {} bytes refused: at most {} bytes are allowed",
+                msg.data.len(),
+                policy.message_bytes
+            ),
+            seq: None,
+        });
+    }
+    if let Decision::Refused { first, .. } = rate {
+        // Over the rate, only a stop gets through: stopping must never be rate limited.
+        // The refusal is said once per flood, so a flood is not answered by a flood.
+        let text = std::str::from_utf8(&msg.data).unwrap_or("");
+        if let Ok(incoming) = crate::protocol::parse(text) {
+            if matches!(incoming.command, Command::Stop | Command::Estop) {
+                let _ = control.command(peer_id, incoming.command).await;
+                return None;
+            }
+        }
+        if !first {
+            return None;
+        }
+        log::warn!(
+            "peer {peer_id}: more than {} data-channel messages a second (limits.messages_per_s); \
+             refusing all but stop and estop until it slows down",
+            policy.messages_per_s
+        );
+        return Some(Outgoing::Error {
+            message: format!(
+                "too many messages: at most {} a second are accepted (stop and estop always are); \
+                 the rest are dropped until the rate falls",
+                policy.messages_per_s
+            ),
+            seq: None,
+        });
+    }
     if !msg.is_string {
         return Some(Outgoing::Error {
             message: "binary messages are not understood; send JSON text".into(),
@@ -552,7 +614,7 @@ async fn reply_to(
             seq: None,
         });
     };
-    crate::control::respond(control, peer_id, text).await
+    crate::control::respond(control, peer_id, policy.access, text).await
 }
 
 /// Sends `state` when the motors change and at least every [`STATE_MAX_INTERVAL`], so the

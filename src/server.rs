@@ -5,16 +5,17 @@
 //! no peer is left sending from a pipeline that is gone.
 
 use crate::config::Config;
-use crate::control::Control;
+use crate::control::{Access, Control};
+use crate::limits::{Decision, PerClient};
 use crate::media::{AudioStatus, Media, MediaError, VideoStatus};
-use crate::peers::{PeerStatus, Peers};
+use crate::peers::{PeerPolicy, PeerStatus, Peers};
 use crate::rtc::RtcError;
 use hyper::header::HeaderValue;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Serialize;
 use std::future::Future;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
@@ -27,12 +28,23 @@ pub enum ServeError {
     Motors(#[from] crate::motors::MotorError),
     #[error("could not read the listening address: {0}")]
     Listener(std::io::Error),
+    #[error("could not set up HTTPS (http.tls): {0}")]
+    Tls(#[from] crate::tls::TlsError),
+}
+
+/// Where roverd listens: plain HTTP always, HTTPS when `http.tls` is set.
+pub struct Listeners {
+    pub http: TcpListener,
+    /// Bound on `http.tls.listen`; ignored unless `http.tls` is set.
+    pub https: Option<TcpListener>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum OfferError {
     #[error("the robot already has {0} viewers")]
     Full(usize),
+    #[error("too many connection attempts from this address")]
+    TooMany { retry_after: Duration },
     #[error(transparent)]
     Rtc(#[from] RtcError),
 }
@@ -45,6 +57,8 @@ pub struct App {
     started: Instant,
     /// The machine's own names, for the Host check: its hostname and hostname.local.
     own_names: Vec<String>,
+    /// `limits.offers_per_minute`, per client address.
+    offers: Mutex<PerClient>,
 }
 
 #[derive(Debug, Serialize)]
@@ -73,20 +87,35 @@ impl App {
             .map(|h| vec![format!("{h}.local"), h])
             .unwrap_or_default();
         Self {
-            config,
             media,
             peers,
             control,
             started: Instant::now(),
             own_names,
+            offers: Mutex::new(PerClient::new(config.limits.offers_per_minute)),
+            config,
         }
     }
 
+    /// Answers an offer from `client` (its address, for the rate limit) that reached us
+    /// on `local_ip`, and admits the peer with what `access` allows.
     pub async fn offer(
         &self,
         sdp: String,
         local_ip: IpAddr,
+        client: IpAddr,
+        access: Access,
     ) -> Result<(String, String), OfferError> {
+        let decision = crate::media::video::lock(&self.offers).take(client, Instant::now());
+        if let Decision::Refused { first, retry_after } = decision {
+            if first {
+                log::warn!(
+                    "refusing offers from {client}: more than {} a minute (limits.offers_per_minute)",
+                    self.config.limits.offers_per_minute
+                );
+            }
+            return Err(OfferError::TooMany { retry_after });
+        }
         let slot = self
             .peers
             .reserve()
@@ -98,7 +127,7 @@ impl App {
             peer,
             Arc::clone(&self.media),
             self.control.clone(),
-            self.config.control.deadman_ms,
+            self.peer_policy(access),
         );
         log::info!(
             "peer {id} answered; {} connected or connecting",
@@ -137,15 +166,42 @@ impl App {
         Ok(())
     }
 
-    pub fn token_ok(&self, header: Option<&HeaderValue>) -> bool {
-        let Some(expected) = &self.config.http.token else {
-            return true;
+    fn peer_policy(&self, access: Access) -> PeerPolicy {
+        let limits = &self.config.limits;
+        PeerPolicy {
+            channel: crate::rtc::ChannelPolicy {
+                access,
+                deadman_ms: self.config.control.deadman_ms,
+                message_bytes: limits.message_bytes,
+                messages_per_s: limits.messages_per_s,
+            },
+            connect_timeout: Duration::from_secs(limits.connect_timeout_s),
+            idle_timeout: Duration::from_secs(limits.idle_timeout_s),
+        }
+    }
+
+    /// What the `Authorization` header allows: `None` when a token is configured and the
+    /// header holds neither it nor the viewer token. Both are compared in constant time,
+    /// and both always, so the timing tells nothing about which one nearly matched.
+    pub fn access(&self, header: Option<&HeaderValue>) -> Option<Access> {
+        let Some(full) = &self.config.http.token else {
+            return Some(Access::Full);
         };
         let given = header
             .and_then(|h| h.to_str().ok())
             .and_then(|h| h.strip_prefix("Bearer "))
-            .unwrap_or("");
-        given.as_bytes().ct_eq(expected.as_bytes()).into()
+            .unwrap_or("")
+            .as_bytes();
+        let is_full: bool = given.ct_eq(full.as_bytes()).into();
+        let is_viewer: bool = match &self.config.http.viewer_token {
+            Some(viewer) => given.ct_eq(viewer.as_bytes()).into(),
+            None => false,
+        };
+        match (is_full, is_viewer) {
+            (true, _) => Some(Access::Full),
+            (false, true) => Some(Access::Viewer),
+            (false, false) => None,
+        }
     }
 
     pub fn host_allowed(&self, name: &str) -> bool {
@@ -162,6 +218,57 @@ impl App {
     }
 }
 
+/// How long a client may take to send its request headers (or its TLS handshake).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Out of file descriptors and the like: wait rather than spin.
+async fn accept_failed(e: std::io::Error) {
+    log::warn!("accepting a connection failed: {e}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
+/// The next HTTPS connection, or never when there is no HTTPS.
+async fn accept_https(
+    https: &Option<(TcpListener, tokio_rustls::TlsAcceptor)>,
+) -> std::io::Result<(
+    tokio::net::TcpStream,
+    std::net::SocketAddr,
+    tokio_rustls::TlsAcceptor,
+)> {
+    match https {
+        Some((listener, acceptor)) => {
+            let (stream, remote) = listener.accept().await?;
+            Ok((stream, remote, acceptor.clone()))
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Serves HTTP/1.1 on one connection, plain or TLS.
+async fn serve_connection<S>(
+    app: Arc<App>,
+    stream: S,
+    local: std::net::SocketAddr,
+    remote: std::net::SocketAddr,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| {
+        let app = Arc::clone(&app);
+        async move {
+            Ok::<_, std::convert::Infallible>(crate::http::handle(app, req, local, remote).await)
+        }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        // A client that trickles its headers cannot hold a connection forever.
+        .header_read_timeout(HEADER_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), service);
+    if let Err(e) = conn.await {
+        log::debug!("connection from {remote}: {e}");
+    }
+}
+
 fn machine_hostname() -> Option<String> {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
@@ -169,51 +276,75 @@ fn machine_hostname() -> Option<String> {
         .filter(|h| !h.is_empty())
 }
 
-/// Runs roverd on `listener` until `shutdown` completes, then closes every peer and stops
-/// the pipeline. Tests call this with a listener on 127.0.0.1:0.
+/// Runs roverd on `listener` (plain HTTP only) until `shutdown` completes, then closes
+/// every peer and stops the pipeline. Tests call this with a listener on 127.0.0.1:0.
 pub async fn serve(
     config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
+    let listeners = Listeners {
+        http: listener,
+        https: None,
+    };
+    serve_on(config, listeners, shutdown).await
+}
+
+/// [`serve`] on HTTP and, when `http.tls` is set and `listeners.https` given, HTTPS.
+pub async fn serve_on(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    let Listeners {
+        http: listener,
+        https,
+    } = listeners;
+    // The certificate before anything else that could fail late: a bad path is a start error.
+    let https = match (&config.http.tls, https) {
+        (Some(tls), Some(https)) => {
+            let acceptor = crate::tls::acceptor(tls, &crate::tls::state_dir()?)?;
+            Some((https, acceptor))
+        }
+        _ => None,
+    };
     // Motors first: a GPIO board that cannot be opened stops roverd before anything streams.
     let control = Control::start(&config)?;
     let media = Arc::new(Media::start(&config)?);
     let app = Arc::new(App::new(config, Arc::clone(&media), control));
     let addr = listener.local_addr().map_err(ServeError::Listener)?;
     log::info!("roverd {} listening on http://{addr}/", crate::VERSION);
+    if let Some((https, _)) = &https {
+        let tls_addr = https.local_addr().map_err(ServeError::Listener)?;
+        log::info!("roverd {} listening on https://{tls_addr}/", crate::VERSION);
+    }
     // READY=1 and the watchdog pings for systemd; a no-op when not run by systemd.
     let notifier = tokio::spawn(crate::notify::supervise(Arc::clone(&app), addr));
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, remote) = match accepted {
-                    Ok(conn) => conn,
-                    Err(e) => {
-                        // Out of file descriptors and the like: wait rather than spin.
-                        log::warn!("accepting a connection failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                };
-                let local = stream.local_addr().unwrap_or(addr);
-                let app = Arc::clone(&app);
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req| {
-                        let app = Arc::clone(&app);
-                        async move { Ok::<_, std::convert::Infallible>(crate::http::handle(app, req, local).await) }
+            accepted = listener.accept() => match accepted {
+                Ok((stream, remote)) => {
+                    let local = stream.local_addr().unwrap_or(addr);
+                    tokio::spawn(serve_connection(Arc::clone(&app), stream, local, remote));
+                }
+                Err(e) => accept_failed(e).await,
+            },
+            accepted = accept_https(&https) => match accepted {
+                Ok((stream, remote, acceptor)) => {
+                    let local = stream.local_addr().unwrap_or(addr);
+                    let app = Arc::clone(&app);
+                    tokio::spawn(async move {
+                        // A client that never finishes its handshake cannot hold a task.
+                        match tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(stream)).await {
+                            Ok(Ok(tls)) => serve_connection(app, tls, local, remote).await,
+                            Ok(Err(e)) => log::debug!("TLS handshake with {remote} failed: {e}"),
+                            Err(_) => log::debug!("TLS handshake with {remote} timed out"),
+                        }
                     });
-                    let conn = hyper::server::conn::http1::Builder::new()
-                        .timer(TokioTimer::new())
-                        // A client that trickles its headers cannot hold a connection forever.
-                        .header_read_timeout(Duration::from_secs(10))
-                        .serve_connection(TokioIo::new(stream), service);
-                    if let Err(e) = conn.await {
-                        log::debug!("connection from {remote}: {e}");
-                    }
-                });
-            }
+                }
+                Err(e) => accept_failed(e).await,
+            },
             () = &mut shutdown => break,
         }
     }

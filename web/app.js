@@ -7,7 +7,7 @@
   // ---------------------------------------------------------------- settings
   const RETRY_MIN_MS = 1000;        // first retry after a failure
   const RETRY_MAX_MS = 5000;        // backoff cap (retries go on forever)
-  const RETRY_BUSY_MS = 10000;      // robot answered 503: too many viewers
+  const RETRY_BUSY_MS = 10000;      // robot answered 503 or 429: too many viewers or attempts
   const ICE_GATHER_MAX_MS = 2000;   // wait at most this for ICE gathering
   const OFFER_TIMEOUT_MS = 10000;   // POST /api/offer gives up after this
   const CONNECT_TIMEOUT_MS = 15000; // answer received but never connected
@@ -30,7 +30,8 @@
 
   // ------------------------------------------------------------------ token
   // `?token=...` in the page URL wins and is remembered; otherwise the token
-  // stored under `roverd.token`. Sent as `Authorization: Bearer <token>`.
+  // stored under `roverd.token`; when the robot answers 401, the page asks for
+  // it once (the token form) and remembers it. Sent as `Authorization: Bearer`.
   function loadToken() {
     let token = null;
     try {
@@ -40,7 +41,25 @@
     } catch (_) { /* storage may be disabled */ }
     return token || null;
   }
-  const token = loadToken();
+  let token = loadToken();
+
+  function askForToken(why) {
+    const form = $('token-form');
+    form.hidden = false;
+    setState('reconnecting', why);
+    $('token-input').focus();
+  }
+
+  $('token-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const given = $('token-input').value.trim();
+    if (!given) return;
+    token = given;
+    try { localStorage.setItem('roverd.token', given); } catch (_) { /* storage disabled */ }
+    $('token-form').hidden = true;
+    failures = 0;
+    connect();
+  });
 
   function apiHeaders(extra) {
     const h = Object.assign({}, extra || {});
@@ -207,8 +226,14 @@
       }, CONNECT_TIMEOUT_MS);
     } catch (e) {
       if (gen !== generation) return;
-      if (e instanceof OfferError) {
-        fail(e.message, e.status === 503 ? RETRY_BUSY_MS : undefined);
+      if (e instanceof OfferError && e.status === 401) {
+        // Retrying without a token is pointless: ask for it instead.
+        teardown();
+        askForToken(token ? 'the saved token was refused: enter the robot\'s token'
+          : 'this robot needs its access token');
+      } else if (e instanceof OfferError) {
+        const wait = e.status === 503 || e.status === 429 ? RETRY_BUSY_MS : undefined;
+        fail(e.message, wait);
       } else {
         fail('signaling failed: ' + (e && e.message ? e.message : e));
       }
