@@ -52,18 +52,20 @@ export function roverdLog() {
 }
 
 // Starts `roverd --simulate --listen 127.0.0.1:0` and resolves with
-// "IP:PORT" from its "listening on" line.
-export function startRoverd() {
+// "IP:PORT" from its "listening on http://" line, or its "https://" line with
+// { scheme: 'https' }. `args` are added to the command line, `env` to its
+// environment.
+export function startRoverd({ args = [], env = {}, scheme = 'http' } = {}) {
   if (!existsSync(ROVERD_BIN)) {
     throw new Error(`roverd binary not found at ${ROVERD_BIN}: run \`cargo build\` first or set ROVERD_BIN`);
   }
-  roverd = spawn(ROVERD_BIN, ['--simulate', '--listen', '127.0.0.1:0'], {
+  roverd = spawn(ROVERD_BIN, ['--simulate', '--listen', '127.0.0.1:0', ...args], {
     cwd: REPO,
-    env: { ...process.env, RUST_LOG: 'info' },
+    env: { ...process.env, RUST_LOG: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   return new Promise((resolvePromise, reject) => {
-    const re = /listening on http:\/\/([0-9.]+:[0-9]+)/;
+    const re = new RegExp(`listening on ${scheme}://([0-9.]+:[0-9]+)`);
     let settled = false;
     const finish = (err, addr) => {
       if (settled) return;
@@ -82,7 +84,7 @@ export function startRoverd() {
     roverd.on('exit', (code, signal) => finish(new Error(
       `roverd exited (code ${code}, signal ${signal}) before listening; its output:\n${tail(log)}`)));
     const timer = setTimeout(() => finish(new Error(
-      `roverd did not print "listening on http://IP:PORT" within ${START_TIMEOUT_MS / 1000} s; its output:\n${tail(log)}`)),
+      `roverd did not print "listening on ${scheme}://IP:PORT" within ${START_TIMEOUT_MS / 1000} s; its output:\n${tail(log)}`)),
     START_TIMEOUT_MS);
   });
 }

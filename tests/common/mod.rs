@@ -196,20 +196,56 @@ impl ClientPeer {
 
     /// A peer that stops reading its tracks after the first packet of each.
     pub async fn connect_stalling(server: &Server) -> ClientPeer {
-        Self::negotiate(server.addr, "/api/offer", true).await
+        Self::negotiate(server.addr, "/api/offer", true, &[]).await
     }
 
     pub async fn connect_via(server: &Server, path: &str) -> ClientPeer {
-        Self::negotiate(server.addr, path, false).await
+        Self::negotiate(server.addr, path, false, &[]).await
+    }
+
+    /// Connects with `Authorization: Bearer <token>`.
+    pub async fn connect_with_token(addr: SocketAddr, token: &str) -> ClientPeer {
+        let auth = format!("Bearer {token}");
+        Self::negotiate(addr, "/api/offer", false, &[("authorization", &auth)]).await
+    }
+
+    /// Posts a real offer and never completes it: roverd answers, then waits for a
+    /// connection that never comes. Returns the status, the body, and the client's peer
+    /// connection (keep it: dropping it changes nothing roverd can see, but closing it
+    /// is tidy).
+    pub async fn post_offer_only(addr: SocketAddr) -> (u16, String, Arc<dyn PeerConnection>) {
+        let (pc, parts) = new_client_pc(false).await;
+        let offer = pc.create_offer(None).await.expect("create offer");
+        pc.set_local_description(offer)
+            .await
+            .expect("set local offer");
+        let mut gathered = parts.gathered;
+        let _ = tokio::time::timeout(Duration::from_secs(2), gathered.wait_for(|d| *d)).await;
+        let sdp = pc.local_description().await.expect("local description").sdp;
+        let offer_json = serde_json::json!({"sdp": sdp, "type": "offer"});
+        let (code, body) = request(
+            addr,
+            "POST",
+            "/api/offer",
+            &[],
+            offer_json.to_string().into_bytes(),
+        )
+        .await;
+        (code, body, pc)
     }
 
     /// Connects to a roverd at `addr` that this process did not start (the bench runs
     /// roverd as its own process).
     pub async fn connect_addr(addr: SocketAddr) -> ClientPeer {
-        Self::negotiate(addr, "/api/offer", false).await
+        Self::negotiate(addr, "/api/offer", false, &[]).await
     }
 
-    async fn negotiate(addr: SocketAddr, path: &str, stall: bool) -> ClientPeer {
+    async fn negotiate(
+        addr: SocketAddr,
+        path: &str,
+        stall: bool,
+        headers: &[(&str, &str)],
+    ) -> ClientPeer {
         let (pc, parts) = new_client_pc(stall).await;
         let offer = pc.create_offer(None).await.expect("create offer");
         pc.set_local_description(offer)
@@ -220,8 +256,14 @@ impl ClientPeer {
         let sdp = pc.local_description().await.expect("local description").sdp;
         let offer_json = serde_json::json!({"sdp": sdp, "type": "offer", "webrtc_id": "ignored"});
         let posted_at = Instant::now();
-        let (code, body) =
-            request(addr, "POST", path, &[], offer_json.to_string().into_bytes()).await;
+        let (code, body) = request(
+            addr,
+            "POST",
+            path,
+            headers,
+            offer_json.to_string().into_bytes(),
+        )
+        .await;
         assert_eq!(code, 200, "offer refused: {body}");
         let answer: serde_json::Value = serde_json::from_str(&body).expect("answer JSON");
         assert_eq!(answer["type"], "answer");
@@ -271,24 +313,36 @@ impl ClientPeer {
         serde_json::from_str(&text).expect("roverd sends JSON")
     }
 
-    /// The next message that is not a periodic `state`.
-    pub async fn next_reply(&mut self) -> serde_json::Value {
+    /// The first message that satisfies `want`, skipping the others; fails after
+    /// [`PATIENCE`] even while other messages (the periodic `state`) keep coming.
+    pub async fn next_matching(
+        &mut self,
+        what: &str,
+        want: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        let mut skipped = Vec::new();
         loop {
-            let msg = self.next_message().await;
-            if msg["type"] != "state" {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let Ok(msg) = tokio::time::timeout(left, self.next_message()).await else {
+                let last: Vec<_> = skipped.iter().rev().take(5).collect();
+                panic!("no {what} within {PATIENCE:?}; the last messages were {last:?}");
+            };
+            if want(&msg) {
                 return msg;
             }
+            skipped.push(msg);
         }
+    }
+
+    /// The next message that is not a periodic `state`.
+    pub async fn next_reply(&mut self) -> serde_json::Value {
+        self.next_matching("reply", |m| m["type"] != "state").await
     }
 
     /// Waits for the next `error` message, skipping `hello` and `state`.
     pub async fn next_error(&mut self) -> serde_json::Value {
-        loop {
-            let msg = self.next_message().await;
-            if msg["type"] == "error" {
-                return msg;
-            }
-        }
+        self.next_matching("error", |m| m["type"] == "error").await
     }
 
     /// Waits for a `state` message that satisfies `want`, skipping the others.
@@ -296,12 +350,8 @@ impl ClientPeer {
         &mut self,
         want: impl Fn(&serde_json::Value) -> bool,
     ) -> serde_json::Value {
-        loop {
-            let msg = self.next_message().await;
-            if msg["type"] == "state" && want(&msg) {
-                return msg;
-            }
-        }
+        self.next_matching("matching state", |m| m["type"] == "state" && want(m))
+            .await
     }
 
     pub async fn next_video_packet(&mut self) -> rtc::rtp::Packet {
@@ -325,6 +375,21 @@ impl ClientPeer {
     pub async fn close(self) {
         let _ = self.pc.close().await;
     }
+}
+
+/// The SDP of a real client offer (H.264, Opus, a data channel), for tests that post
+/// offers by hand.
+pub async fn client_offer_sdp() -> String {
+    let (pc, parts) = new_client_pc(false).await;
+    let offer = pc.create_offer(None).await.expect("create offer");
+    pc.set_local_description(offer)
+        .await
+        .expect("set local offer");
+    let mut gathered = parts.gathered;
+    let _ = tokio::time::timeout(Duration::from_secs(2), gathered.wait_for(|d| *d)).await;
+    let sdp = pc.local_description().await.expect("local description").sdp;
+    let _ = pc.close().await;
+    sdp
 }
 
 struct ClientParts {

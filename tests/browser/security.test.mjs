@@ -1,0 +1,123 @@
+// The page behind a token and over HTTPS, in headless Chromium.
+//
+// roverd runs with http.token, http.viewer_token and a self-signed certificate
+// (made at start in a temporary state directory). The page, opened over HTTPS
+// without a token, must ask for it; given the full token it must connect and
+// decode video, and remember the token across a reload; given only the viewer
+// token it must connect, and its drive keys must move nothing.
+//
+// Run from the repo root:  npm ci --prefix tests/browser && node --test tests/browser/
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync, existsSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  sleep, tail, roverdLog, startRoverd, stopRoverd, launchBrowser, closeBrowser, openRoverPage,
+} from './harness.mjs';
+
+const FULL = 'full-token-for-the-browser-test';
+const VIEWER = 'viewer-token-for-the-browser-test';
+const DEADLINE_MS = 15_000;
+
+let baseUrl = null;
+let context = null;
+let stateDir = null;
+
+before(async () => {
+  stateDir = mkdtempSync(join(tmpdir(), 'roverd-state-'));
+  const config = join(stateDir, 'roverd.toml');
+  writeFileSync(config, [
+    '[http]',
+    `token = "${FULL}"`,
+    `viewer_token = "${VIEWER}"`,
+    '[http.tls]',
+    'listen = "127.0.0.1:0"',
+    'self_signed = true',
+    '[motors]',
+    'ramp_per_s = 1000',
+    '',
+  ].join('\n'));
+  const addr = await startRoverd({
+    args: ['--config', config],
+    env: { STATE_DIRECTORY: stateDir },
+    scheme: 'https',
+  });
+  baseUrl = `https://${addr}`;
+  // A self-signed certificate: the test accepts it as a user would, once.
+  context = await launchBrowser({ ignoreHTTPSErrors: true });
+});
+
+after(async () => {
+  await closeBrowser();
+  await stopRoverd();
+  if (stateDir) rmSync(stateDir, { recursive: true, force: true });
+});
+
+async function waitFor(page, what, fn, arg) {
+  const deadline = Date.now() + DEADLINE_MS;
+  for (;;) {
+    const got = await page.evaluate(fn, arg);
+    if (got) return got;
+    if (Date.now() > deadline) {
+      throw new Error(`${what} did not happen within ${DEADLINE_MS / 1000} s; page log:\n`
+        + page.roverLog.join('\n') + '\nroverd log:\n' + tail(roverdLog()));
+    }
+    await sleep(100);
+  }
+}
+
+const framesDecoded = async () => {
+  const r = window.roverd;
+  if (!r || !r.pc) return 0;
+  let n = 0;
+  (await r.pc.getStats()).forEach((s) => {
+    if (s.type === 'inbound-rtp' && s.kind === 'video') n = s.framesDecoded || 0;
+  });
+  return n;
+};
+
+test('over HTTPS the page asks for the token once, then streams and remembers it', { timeout: 60_000 }, async () => {
+  assert.ok(existsSync(join(stateDir, 'tls-cert.pem')), 'the self-signed certificate is kept in the state directory');
+  const page = await openRoverPage(context, baseUrl);
+  try {
+    await waitFor(page, 'the token form', () => !document.getElementById('token-form').hidden);
+    assert.equal(await page.evaluate(framesDecoded), 0, 'nothing streams without the token');
+    await page.fill('#token-input', FULL);
+    await page.click('#token-form button[type=submit]');
+    await waitFor(page, 'decoded video', framesDecoded);
+    assert.equal(await page.evaluate(() => document.getElementById('token-form').hidden), true);
+    // A reload keeps the token: no form, straight to video.
+    await page.reload({ waitUntil: 'load' });
+    await waitFor(page, 'decoded video after a reload', framesDecoded);
+    assert.equal(await page.evaluate(() => document.getElementById('token-form').hidden), true);
+  } finally {
+    await page.evaluate(() => localStorage.removeItem('roverd.token'));
+    await page.close({ runBeforeUnload: true });
+  }
+});
+
+test('with the viewer token the page streams but W moves nothing', { timeout: 60_000 }, async () => {
+  const page = await openRoverPage(context, baseUrl);
+  try {
+    await page.goto(`${baseUrl}/?token=${VIEWER}`, { waitUntil: 'load' });
+    await waitFor(page, 'decoded video', framesDecoded);
+    await page.keyboard.down('w');
+    const refusal = await waitFor(page, 'the refusal shown on the page', () => {
+      const note = document.getElementById('ctl-note');
+      return note && !note.hidden && /watch but not drive/.test(note.textContent) && note.textContent;
+    });
+    assert.match(refusal, /watch but not drive/);
+    const status = await page.evaluate(async (token) => {
+      const r = await fetch('/api/status', { headers: { Authorization: `Bearer ${token}` } });
+      return r.json();
+    }, VIEWER);
+    assert.equal(status.motors.left, 0);
+    assert.equal(status.motors.right, 0);
+    await page.keyboard.up('w');
+  } finally {
+    await page.evaluate(() => localStorage.removeItem('roverd.token'));
+    await page.close({ runBeforeUnload: true });
+  }
+});

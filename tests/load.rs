@@ -1,0 +1,337 @@
+//! Issue 6, load: roverd as its own process (so its RSS and file descriptors are its
+//! own), one peer watching, while 1,000 malformed requests and 50 connect/disconnect
+//! cycles hit it on loopback. The watcher's stream must have no gap over 200 ms, RSS
+//! must grow by less than 5 MB, and the open descriptors must return to the baseline.
+
+mod common;
+
+use common::{request, ClientPeer, PATIENCE};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt;
+
+/// A roverd process that cannot outlive a failing test.
+struct Roverd {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Roverd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Roverd {
+    fn start(config: &str) -> Roverd {
+        let dir = std::env::temp_dir().join(format!("roverd-load-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join("roverd.toml");
+        std::fs::write(&file, config).expect("config");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_roverd"))
+            .args(["--simulate", "--listen", "127.0.0.1:0", "--config"])
+            .arg(&file)
+            .env("RUST_LOG", "warn,roverd::server=info")
+            .env_remove("JOURNAL_STREAM")
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start roverd");
+        let stderr = child.stderr.take().expect("stderr");
+        let mut lines = BufReader::new(stderr).lines();
+        let addr = loop {
+            let line = lines
+                .next()
+                .expect("roverd exited before listening")
+                .expect("stderr");
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                break rest.trim_end_matches('/').parse().expect("address");
+            }
+        };
+        // Keep draining stderr so that roverd never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
+        Roverd { child, addr }
+    }
+
+    fn proc_path(&self, what: &str) -> String {
+        format!("/proc/{}/{what}", self.child.id())
+    }
+
+    fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(self.proc_path("status")).expect("proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS")
+    }
+
+    fn open_fds(&self) -> usize {
+        std::fs::read_dir(self.proc_path("fd"))
+            .expect("proc fd")
+            .count()
+    }
+
+    async fn peers(&self) -> usize {
+        let (code, body) = request(self.addr, "GET", "/api/status", &[], vec![]).await;
+        assert_eq!(code, 200, "{body}");
+        let status: serde_json::Value = serde_json::from_str(&body).expect("status");
+        status["peers"].as_array().map_or(0, Vec::len)
+    }
+
+    /// Waits until exactly `n` peers are known and the descriptors are back to `fds` (or
+    /// fewer): both settle a little after a peer is closed.
+    async fn settle(&self, n: usize, fds: Option<usize>) -> Duration {
+        let start = Instant::now();
+        loop {
+            let peers = self.peers().await;
+            let open = self.open_fds();
+            if peers == n && fds.is_none_or(|f| open <= f) {
+                return start.elapsed();
+            }
+            assert!(
+                start.elapsed() < PATIENCE,
+                "never settled: {peers} peers (want {n}), {open} fds (want {fds:?})"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// A malformed request of kind `i % KINDS`: what it should get back, from one connection.
+const KINDS: usize = 12;
+
+async fn malformed(addr: SocketAddr, i: usize) {
+    let post = |body: Vec<u8>| async move { request(addr, "POST", "/api/offer", &[], body).await };
+    let (want, (code, body)) = match i % KINDS {
+        0 => (400, post(b"not json at all".to_vec()).await),
+        1 => (400, post(br#"{"sdp": 5, "type": "offer"}"#.to_vec()).await),
+        2 => (
+            400,
+            post(br#"{"sdp": "v=0\r\ngarbage", "type": "offer"}"#.to_vec()).await,
+        ),
+        3 => (
+            400,
+            post(br#"{"sdp": "", "type": "answer"}"#.to_vec()).await,
+        ),
+        4 => (413, post(vec![b'x'; 70 * 1024]).await),
+        5 => (404, request(addr, "GET", "/etc/passwd", &[], vec![]).await),
+        6 => (405, request(addr, "PUT", "/api/status", &[], vec![]).await),
+        7 => (
+            403,
+            request(
+                addr,
+                "GET",
+                "/api/status",
+                &[("host", "evil.example")],
+                vec![],
+            )
+            .await,
+        ),
+        8 => (
+            403,
+            request(
+                addr,
+                "POST",
+                "/api/offer",
+                &[("origin", "http://evil.example")],
+                b"{}".to_vec(),
+            )
+            .await,
+        ),
+        9 => (
+            404,
+            request(addr, "DELETE", "/api/peers/p999999", &[], vec![]).await,
+        ),
+        10 => {
+            // Not HTTP at all: hyper answers 400 or just closes; roverd must not care.
+            raw(addr, b"\x16\x03\x01 garbage that is not HTTP\r\n\r\n").await;
+            return;
+        }
+        _ => {
+            // Headers that stop half-way, then the client goes away.
+            raw(
+                addr,
+                b"POST /api/offer HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Le",
+            )
+            .await;
+            return;
+        }
+    };
+    assert_eq!(code, want, "kind {}: {body}", i % KINDS);
+}
+
+async fn raw(addr: SocketAddr, bytes: &[u8]) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let _ = stream.write_all(bytes).await;
+    let _ = stream.shutdown().await;
+    let mut sink = Vec::new();
+    let _ = tokio::time::timeout(
+        PATIENCE,
+        tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut sink),
+    )
+    .await;
+}
+
+async fn connect_cycle(addr: SocketAddr, i: usize) {
+    let mut peer = ClientPeer::connect_addr(addr).await;
+    peer.next_video_packet().await;
+    if i % 5 == 4 {
+        // Gone without a word: roverd finds out from the connection state.
+        peer.close().await;
+    } else {
+        let (code, body) = request(
+            addr,
+            "DELETE",
+            &format!("/api/peers/{}", peer.id),
+            &[],
+            vec![],
+        )
+        .await;
+        assert_eq!(code, 204, "{body}");
+        peer.close().await;
+    }
+}
+
+/// 1,000 malformed requests, 8 at a time, while 50 peers come and go, 2 at a time.
+async fn load_round(addr: SocketAddr) {
+    let junk = tokio::spawn(async move {
+        let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let workers: Vec<_> = (0..8)
+            .map(|_| {
+                let next = Arc::clone(&next);
+                tokio::spawn(async move {
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if i >= 1000 {
+                            break;
+                        }
+                        malformed(addr, i).await;
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.await.expect("junk worker");
+        }
+    });
+    let churn: Vec<_> = (0..2)
+        .map(|lane| {
+            tokio::spawn(async move {
+                for i in (lane..50).step_by(2) {
+                    connect_cycle(addr, i).await;
+                }
+            })
+        })
+        .collect();
+    junk.await.expect("junk");
+    for c in churn {
+        c.await.expect("churn");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watcher_keeps_its_stream_through_junk_and_churn_and_nothing_leaks() {
+    let roverd = Roverd::start(
+        "[limits]\noffers_per_minute = 600\nidle_timeout_s = 1\n[http]\n# Peers that leave without a word hold their place for 3 s + 1 s.\nmax_peers = 16\n",
+    );
+    let addr = roverd.addr;
+
+    // The watcher: every video packet's arrival time.
+    let mut watcher = ClientPeer::connect_addr(addr).await;
+    let arrivals = Arc::new(Mutex::new(Vec::<Instant>::new()));
+    let mut video = std::mem::replace(&mut watcher.video, tokio::sync::mpsc::unbounded_channel().1);
+    let recorder = {
+        let arrivals = Arc::clone(&arrivals);
+        tokio::spawn(async move {
+            while video.recv().await.is_some() {
+                arrivals.lock().expect("arrivals").push(Instant::now());
+            }
+        })
+    };
+
+    // Warm up with one whole round, so that the baseline holds what a running roverd
+    // keeps once it has served this load: the allocator's arenas and caches grown to the
+    // peak number of peers. A leak shows as growth over the measured round that follows.
+    let rss_start = roverd.rss_kib();
+    load_round(addr).await;
+    roverd.settle(1, None).await;
+    let rss_before = roverd.rss_kib();
+    let fds_before = roverd.open_fds();
+    eprintln!(
+        "load: RSS {rss_start} KiB with one watcher, {rss_before} KiB after the warm-up round"
+    );
+    let load_started = Instant::now();
+    let rounds: usize = std::env::var("ROVERD_LOAD_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(1);
+    for round in 0..rounds {
+        load_round(addr).await;
+        if rounds > 1 {
+            roverd.settle(1, None).await;
+            eprintln!(
+                "load: RSS {} KiB after measured round {}",
+                roverd.rss_kib(),
+                round + 1
+            );
+        }
+    }
+    let load_took = load_started.elapsed();
+
+    // The watcher's picture never stopped for more than 200 ms.
+    let gaps: Vec<Duration> = {
+        let arrivals = arrivals.lock().expect("arrivals");
+        let during: Vec<&Instant> = arrivals.iter().filter(|t| **t >= load_started).collect();
+        assert!(
+            during.len() > 30,
+            "the watcher got {} packets",
+            during.len()
+        );
+        during
+            .windows(2)
+            .map(|w| w[1].duration_since(*w[0]))
+            .collect()
+    };
+    let max_gap = gaps.iter().max().copied().unwrap_or_default();
+
+    let settled = roverd.settle(1, Some(fds_before)).await;
+    let rss_after = roverd.rss_kib();
+    let fds_after = roverd.open_fds();
+    eprintln!(
+        "load: {} x (1000 malformed requests + 50 connect/disconnect cycles) in {:.1} s; watcher's \
+         largest gap between video packets {} ms; RSS {} -> {} KiB ({:+} KiB); fds {} -> {} \
+         (settled {} ms after the load)",
+        rounds,
+        load_took.as_secs_f64(),
+        max_gap.as_millis(),
+        rss_before,
+        rss_after,
+        rss_after as i64 - rss_before as i64,
+        fds_before,
+        fds_after,
+        settled.as_millis()
+    );
+    assert!(
+        max_gap < Duration::from_millis(200),
+        "the watcher's stream stopped for {max_gap:?}"
+    );
+    assert!(
+        rss_after < rss_before + 5 * 1024,
+        "RSS grew from {rss_before} to {rss_after} KiB"
+    );
+    assert!(fds_after <= fds_before, "fds {fds_before} -> {fds_after}");
+    // The watcher is still the one peer, still receiving.
+    assert_eq!(watcher.state().to_string(), "connected");
+    let before = arrivals.lock().expect("arrivals").len();
+    let deadline = Instant::now() + PATIENCE;
+    while arrivals.lock().expect("arrivals").len() == before {
+        assert!(Instant::now() < deadline, "the watcher stopped receiving");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    recorder.abort();
+    watcher.close().await;
+}
