@@ -61,6 +61,10 @@ async fn a_camera_that_fails_gives_the_slate_then_recovers_with_no_gap() {
         .map(|w| w[1].wrapping_sub(w[0]))
         .max()
         .unwrap_or(0);
+    eprintln!(
+        "{} pictures, slates {first_slate}..={last_slate} ({slate_s:.2} s), worst RTP gap {worst} ticks",
+        pictures.len()
+    );
     assert!(
         worst <= 2 * INTERVAL_TICKS,
         "no gap over two frame intervals: {worst} ticks ({} ms)",
