@@ -119,7 +119,11 @@ fn main() {
             println!(
                 "{w}x{h}: {format:<4}   {:>7.0} µs  = {share:5.1} % of encode{}",
                 took.as_secs_f64() * 1e6,
-                if share < 10.0 { "" } else { "  (over the 10 % goal)" }
+                if share < 10.0 {
+                    ""
+                } else {
+                    "  (over the 10 % goal)"
+                }
             );
             summary.push(format!("{w}x{h} {format}: {share:.1} %"));
         }

@@ -50,7 +50,10 @@ async fn auto_without_a_camera_streams_the_pattern_and_says_why_in_the_status() 
     assert!(note.contains("\"auto\" found no camera"), "{video}");
     let mut peer = ClientPeer::connect(&server).await;
     let (slates, plain) = count_pictures(&mut peer, Duration::from_secs(1)).await;
-    assert!(plain >= 15 && slates == 0, "the plain pattern: {plain} plain, {slates} slates");
+    assert!(
+        plain >= 15 && slates == 0,
+        "the plain pattern: {plain} plain, {slates} slates"
+    );
     peer.close().await;
     server.stop().await;
 }
@@ -62,7 +65,10 @@ async fn a_missing_camera_gives_the_slate_at_the_full_rate_the_error_and_retries
     let server = Server::start(config).await;
     let mut peer = ClientPeer::connect(&server).await;
     let (slates, plain) = count_pictures(&mut peer, Duration::from_secs(3)).await;
-    assert!(slates >= 80 && plain == 0, "the slate at ~30 fps: {slates} slates, {plain} plain");
+    assert!(
+        slates >= 80 && plain == 0,
+        "the slate at ~30 fps: {slates} slates, {plain} plain"
+    );
     let status = server.status().await;
     let video = &status["video"];
     assert_eq!(video["source"], "/dev/video99", "{video}");
@@ -77,6 +83,8 @@ async fn a_missing_camera_gives_the_slate_at_the_full_rate_the_error_and_retries
     let retries = camera["retries"].as_u64().unwrap_or(0);
     assert!(retries >= 2, "one attempt every 2 s: {camera}");
     assert!(video["fps"].as_f64().unwrap_or(0.0) > 25.0, "{video}");
-    tokio::time::timeout(PATIENCE, peer.close()).await.expect("close");
+    tokio::time::timeout(PATIENCE, peer.close())
+        .await
+        .expect("close");
     server.stop().await;
 }

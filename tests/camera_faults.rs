@@ -49,8 +49,12 @@ async fn a_camera_that_fails_gives_the_slate_then_recovers_with_no_gap() {
         kinds[first_slate..=last_slate].iter().all(|s| *s),
         "one run of slates: {kinds:?}"
     );
-    assert!(last_slate + 30 < kinds.len(), "the picture came back: {kinds:?}");
-    let slate_s = f64::from(pictures[last_slate].1.wrapping_sub(pictures[first_slate].1)) / 90_000.0;
+    assert!(
+        last_slate + 30 < kinds.len(),
+        "the picture came back: {kinds:?}"
+    );
+    let slate_s =
+        f64::from(pictures[last_slate].1.wrapping_sub(pictures[first_slate].1)) / 90_000.0;
     assert!(
         (3.0..6.0).contains(&slate_s),
         "lost for two retry periods (4 s): {slate_s:.2} s"
@@ -75,12 +79,21 @@ async fn a_camera_that_fails_gives_the_slate_then_recovers_with_no_gap() {
     let camera = &lost["video"]["camera"];
     assert_eq!(camera["state"], "lost", "{camera}");
     assert!(
-        camera["last_error"].as_str().unwrap_or_default().contains("unplugged"),
+        camera["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("unplugged"),
         "{camera}"
     );
     let back = server.status().await;
     assert_eq!(back["video"]["camera"]["state"], "streaming", "{back}");
-    assert!(back["video"]["camera"]["capture_fps"].as_f64().unwrap_or(0.0) > 25.0, "{back}");
+    assert!(
+        back["video"]["camera"]["capture_fps"]
+            .as_f64()
+            .unwrap_or(0.0)
+            > 25.0,
+        "{back}"
+    );
     peer.close().await;
     server.stop().await;
 }

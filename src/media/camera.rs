@@ -198,15 +198,18 @@ fn pixel_format(fourcc: &str) -> Option<PixelFormat> {
 fn sizes(size: &v4l::framesize::FrameSizeEnum) -> Vec<(u32, u32)> {
     match size {
         v4l::framesize::FrameSizeEnum::Discrete(d) => vec![(d.width, d.height)],
-        v4l::framesize::FrameSizeEnum::Stepwise(s) => {
-            [(320, 240), (640, 480), (800, 600), (1280, 720), (1920, 1080)]
-                .into_iter()
-                .filter(|&(w, h)| {
-                    (s.min_width..=s.max_width).contains(&w)
-                        && (s.min_height..=s.max_height).contains(&h)
-                })
-                .collect()
-        }
+        v4l::framesize::FrameSizeEnum::Stepwise(s) => [
+            (320, 240),
+            (640, 480),
+            (800, 600),
+            (1280, 720),
+            (1920, 1080),
+        ]
+        .into_iter()
+        .filter(|&(w, h)| {
+            (s.min_width..=s.max_width).contains(&w) && (s.min_height..=s.max_height).contains(&h)
+        })
+        .collect(),
     }
 }
 
@@ -440,12 +443,9 @@ fn capture_loop(
         message: e.to_string(),
     };
     let any = RequestedFormat::with_formats(RequestedFormatType::None, &FORMATS);
-    let mut camera = nokhwa::Camera::with_backend(
-        CameraIndex::Index(index),
-        any,
-        ApiBackend::Video4Linux,
-    )
-    .map_err(open_err)?;
+    let mut camera =
+        nokhwa::Camera::with_backend(CameraIndex::Index(index), any, ApiBackend::Video4Linux)
+            .map_err(open_err)?;
     let offered: Vec<Mode> = camera
         .compatible_camera_formats()
         .map_err(open_err)?
@@ -583,7 +583,9 @@ mod tests {
         let text = format_camera_list(&cams);
         assert!(text.contains("#   YUYV 640x480 @ 30, 15 fps\n"), "{text}");
         assert!(text.contains("#   MJPG 1280x720 @ 30 fps\n"), "{text}");
-        assert!(text.contains("# /dev/video1: USB Camera\n#   cannot be used: not a capture device\n"));
+        assert!(
+            text.contains("# /dev/video1: USB Camera\n#   cannot be used: not a capture device\n")
+        );
         // With the comment lines dropped, what is left parses as roverd's camera section.
         let toml: String = text
             .lines()
@@ -610,7 +612,10 @@ mod tests {
             denominator,
         };
         assert_eq!(frame_rates(&FrameIntervalEnum::Discrete(f(1, 30))), [30]);
-        assert_eq!(frame_rates(&FrameIntervalEnum::Discrete(f(1001, 30000))), [30]);
+        assert_eq!(
+            frame_rates(&FrameIntervalEnum::Discrete(f(1001, 30000))),
+            [30]
+        );
         assert!(frame_rates(&FrameIntervalEnum::Discrete(f(0, 30))).is_empty());
     }
 
@@ -627,7 +632,14 @@ mod tests {
             Err(CameraError::BadPath { .. })
         ));
         assert!(matches!(
-            V4lFeed::start(Path::new("/dev/video99"), Request { width: 640, height: 480, fps: 30 }),
+            V4lFeed::start(
+                Path::new("/dev/video99"),
+                Request {
+                    width: 640,
+                    height: 480,
+                    fps: 30
+                }
+            ),
             Err(CameraError::Missing { .. })
         ));
     }

@@ -189,7 +189,10 @@ impl VideoSource for CameraSource {
             }
             match (self.open)() {
                 Ok(feed) => {
-                    log::info!("camera {}: opened, waiting for its first picture", self.name);
+                    log::info!(
+                        "camera {}: opened, waiting for its first picture",
+                        self.name
+                    );
                     lock(&self.status).state = "starting";
                     self.state = State::Open {
                         feed,
@@ -328,7 +331,9 @@ pub fn faulty_opener(fps: u32, after: u64, fails: u64) -> Opener {
     Box::new(move || {
         if opened > 0 && failed < fails {
             failed += 1;
-            return Err(format!("test camera: still unplugged (attempt {failed} of {fails})"));
+            return Err(format!(
+                "test camera: still unplugged (attempt {failed} of {fails})"
+            ));
         }
         opened += 1;
         Ok(Box::new(Flaky {
@@ -378,7 +383,10 @@ mod tests {
             let c = src.capture(&mut frame).unwrap();
             times.push(c.at);
             kinds.push(is_slate(&frame));
-            assert!(read_stamp(frame.y(), 320, 320, 240).is_some(), "every picture is stamped");
+            assert!(
+                read_stamp(frame.y(), 320, 320, 240).is_some(),
+                "every picture is stamped"
+            );
             if kinds.len() == 8 {
                 let s = lock(&status).clone();
                 assert_eq!(s.state, "lost");
@@ -392,7 +400,10 @@ mod tests {
         assert!(back < 40 && kinds[back..].iter().all(|s| !s), "{kinds:?}");
         let gaps = times.windows(2).map(|w| w[1] - w[0]);
         let worst = gaps.max().unwrap();
-        assert!(worst <= Duration::from_millis(20), "no gap over 2 intervals: {worst:?}");
+        assert!(
+            worst <= Duration::from_millis(20),
+            "no gap over 2 intervals: {worst:?}"
+        );
         let s = lock(&status).clone();
         assert_eq!(s.state, "streaming");
         assert_eq!(s.retries, 0, "reset once streaming again");
@@ -409,11 +420,24 @@ mod tests {
             assert!(is_slate(&frame));
         }
         let took = start.elapsed();
-        assert!(took >= Duration::from_millis(180), "paced at the interval: {took:?}");
+        assert!(
+            took >= Duration::from_millis(180),
+            "paced at the interval: {took:?}"
+        );
         let s = lock(&status).clone();
-        assert_eq!((s.state, s.device.as_deref()), ("lost", Some("/dev/videoT")));
-        assert!((3..=5).contains(&s.retries), "one try per 50 ms: {}", s.retries);
-        assert_eq!(s.last_error.as_deref(), Some("camera /dev/videoT does not exist"));
+        assert_eq!(
+            (s.state, s.device.as_deref()),
+            ("lost", Some("/dev/videoT"))
+        );
+        assert!(
+            (3..=5).contains(&s.retries),
+            "one try per 50 ms: {}",
+            s.retries
+        );
+        assert_eq!(
+            s.last_error.as_deref(),
+            Some("camera /dev/videoT does not exist")
+        );
     }
 
     /// A feed that hangs: never a picture, never an error.

@@ -266,12 +266,17 @@ fn open_video_source(
 /// to reopen M times (one attempt every 2 s) before it works again, whatever
 /// `camera.device` says. `tests/camera_faults.rs` uses it to watch the slate and the
 /// recovery through a real peer.
-fn fail_hook(settings: &VideoSettings, status: &SharedCameraStatus) -> Option<Box<dyn VideoSource>> {
+fn fail_hook(
+    settings: &VideoSettings,
+    status: &SharedCameraStatus,
+) -> Option<Box<dyn VideoSource>> {
     const VAR: &str = "ROVERD_TEST_FAIL_VIDEO";
     let value = std::env::var(VAR).ok()?;
     let (after, fails) = value.split_once(':')?;
     let (after, fails) = (after.parse().ok()?, fails.parse().ok()?);
-    log::warn!("{VAR}={value}: the camera is a stand-in that fails after {after} pictures (a test hook)");
+    log::warn!(
+        "{VAR}={value}: the camera is a stand-in that fails after {after} pictures (a test hook)"
+    );
     Some(Box::new(CameraSource::new(
         "test-faulty".into(),
         fallback::faulty_opener(settings.fps, after, fails),
