@@ -418,7 +418,7 @@ fn short(
 }
 
 fn avg2(a: u8, b: u8) -> u8 {
-    ((u16::from(a) + u16::from(b) + 1) / 2) as u8
+    (u16::from(a) + u16::from(b)).div_ceil(2) as u8
 }
 
 #[cfg(test)]
@@ -499,7 +499,7 @@ mod tests {
                 for cx in 0..cw {
                     let (x, y) = (2 * cx, 2 * cy);
                     let mean = |f: fn(usize, usize) -> u8| {
-                        ((u16::from(f(x, y)) + u16::from(f(x, y + 1)) + 1) / 2) as u8
+                        (u16::from(f(x, y)) + u16::from(f(x, y + 1))).div_ceil(2) as u8
                     };
                     assert_eq!(out.u()[cy * cw + cx], mean(u_at), "U {cx},{cy} in {w}x{h}");
                     assert_eq!(out.v()[cy * cw + cx], mean(v_at), "V {cx},{cy} in {w}x{h}");

@@ -361,7 +361,7 @@ mod tests {
     /// The slate's red band: a chroma row near the band's top edge (above the text) that
     /// is red across the whole width, which no bar layout of the plain pattern gives.
     fn is_slate(f: &I420Frame) -> bool {
-        let band_y = (f.height / 2 - (f.height / 4 & !1) / 2) & !1;
+        let band_y = (f.height / 2 - ((f.height / 4) & !1) / 2) & !1;
         let cw = f.width / 2;
         let row = (band_y + 2) / 2;
         f.v()[row * cw..][..cw].iter().all(|&v| v > 200)
