@@ -114,7 +114,18 @@ pub fn index_of(path: &Path) -> Result<u32, CameraError> {
 pub fn list_cameras() -> Vec<CameraInfo> {
     video_nodes()
         .into_iter()
-        .map(|(index, path)| describe(index, path))
+        .map(|(index, path)| {
+            // v4l unwraps the driver's name strings as UTF-8; a camera whose 32-byte name
+            // field cuts a character in half must not take roverd down with it.
+            let node = path.clone();
+            std::panic::catch_unwind(move || describe(index, path)).unwrap_or_else(|_| CameraInfo {
+                path: node,
+                index,
+                name: String::new(),
+                modes: Vec::new(),
+                problem: Some("its driver's answers could not be read".into()),
+            })
+        })
         .collect()
 }
 
@@ -136,11 +147,8 @@ fn describe(index: u32, path: PathBuf) -> CameraInfo {
     match device.query_caps() {
         Ok(caps) => {
             info.name = caps.card.clone();
-            if !caps
-                .capabilities
-                .contains(v4l::capability::Flags::VIDEO_CAPTURE)
-            {
-                info.problem = Some("not a capture device (a metadata or output node)".into());
+            if let Some(why) = not_a_camera(&caps.driver, caps.capabilities) {
+                info.problem = Some(why.into());
                 return info;
             }
         }
@@ -183,6 +191,29 @@ fn describe(index: u32, path: PathBuf) -> CameraInfo {
         });
     }
     info
+}
+
+/// Why a V4L2 node is no camera, if it is not: a metadata or output node, or one of the
+/// Raspberry Pi's codec and ISP nodes (`/dev/video10` and up), which accept capture
+/// formats but only ever return what is fed into them.
+fn not_a_camera(driver: &str, flags: v4l::capability::Flags) -> Option<&'static str> {
+    use v4l::capability::Flags;
+    const PI_MEMORY_TO_MEMORY: [&str; 5] = [
+        "bcm2835-codec",
+        "bcm2835-isp",
+        "pispbe",
+        "rpivid",
+        "rpi-hevc-dec",
+    ];
+    if PI_MEMORY_TO_MEMORY.contains(&driver)
+        || flags.intersects(Flags::VIDEO_M2M | Flags::VIDEO_M2M_MPLANE)
+    {
+        Some("a codec or ISP node, not a camera")
+    } else if !flags.contains(Flags::VIDEO_CAPTURE) {
+        Some("not a capture device (a metadata or output node)")
+    } else {
+        None
+    }
 }
 
 fn pixel_format(fourcc: &str) -> Option<PixelFormat> {
@@ -601,6 +632,17 @@ mod tests {
         assert_eq!(auto_device(&cams).unwrap(), PathBuf::from("/dev/video0"));
         let e = auto_device(&cams[1..]).unwrap_err();
         assert!(e.contains("/dev/video1: not a capture device"), "{e}");
+    }
+
+    #[test]
+    fn codec_isp_and_metadata_nodes_are_not_cameras() {
+        use v4l::capability::Flags;
+        let capture = Flags::VIDEO_CAPTURE | Flags::STREAMING;
+        assert_eq!(not_a_camera("uvcvideo", capture), None);
+        assert_eq!(not_a_camera("bm2835 mmal", capture), None);
+        assert!(not_a_camera("uvcvideo", Flags::META_CAPTURE | Flags::STREAMING).is_some());
+        assert!(not_a_camera("bcm2835-isp", capture).is_some());
+        assert!(not_a_camera("vicodec", capture | Flags::VIDEO_M2M).is_some());
     }
 
     #[test]
