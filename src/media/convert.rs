@@ -124,13 +124,19 @@ pub fn yuyv_to_i420(
         let (y_top, y_rest) = y[2 * row * w..][..2 * w].split_at_mut(w);
         let u_row = &mut u[row * cw..][..cw];
         let v_row = &mut v[row * cw..][..cw];
-        for (i, (t, b)) in top.chunks_exact(4).zip(bottom.chunks_exact(4)).enumerate() {
-            y_top[2 * i] = t[0];
-            y_top[2 * i + 1] = t[2];
-            y_rest[2 * i] = b[0];
-            y_rest[2 * i + 1] = b[2];
-            u_row[i] = avg2(t[1], b[1]);
-            v_row[i] = avg2(t[3], b[3]);
+        // Zipped fixed-size chunks: no bounds checks in the loop, so it vectorises.
+        let pixels = top.chunks_exact(4).zip(bottom.chunks_exact(4));
+        let outputs = y_top
+            .chunks_exact_mut(2)
+            .zip(y_rest.chunks_exact_mut(2))
+            .zip(u_row.iter_mut().zip(v_row.iter_mut()));
+        for ((t, b), ((yt, yb), (u_out, v_out))) in pixels.zip(outputs) {
+            yt[0] = t[0];
+            yt[1] = t[2];
+            yb[0] = b[0];
+            yb[1] = b[2];
+            *u_out = avg2(t[1], b[1]);
+            *v_out = avg2(t[3], b[3]);
         }
     }
     Ok(())
@@ -161,9 +167,12 @@ pub fn nv12_to_i420(
         let uv = &src[uv_start + row * stride..][..w];
         let u_row = &mut u[row * cw..][..cw];
         let v_row = &mut v[row * cw..][..cw];
-        for (i, pair) in uv.chunks_exact(2).enumerate() {
-            u_row[i] = pair[0];
-            v_row[i] = pair[1];
+        for (pair, (u_out, v_out)) in uv
+            .chunks_exact(2)
+            .zip(u_row.iter_mut().zip(v_row.iter_mut()))
+        {
+            *u_out = pair[0];
+            *v_out = pair[1];
         }
     }
     Ok(())
@@ -218,15 +227,20 @@ pub fn ycbcr444_to_i420(
         let (y_top, y_rest) = y[2 * row * w..][..2 * w].split_at_mut(w);
         let u_row = &mut u[row * cw..][..cw];
         let v_row = &mut v[row * cw..][..cw];
-        for (i, (t, b)) in top.chunks_exact(6).zip(bottom.chunks_exact(6)).enumerate() {
-            y_top[2 * i] = RANGE.luma[usize::from(t[0])];
-            y_top[2 * i + 1] = RANGE.luma[usize::from(t[3])];
-            y_rest[2 * i] = RANGE.luma[usize::from(b[0])];
-            y_rest[2 * i + 1] = RANGE.luma[usize::from(b[3])];
+        let pixels = top.chunks_exact(6).zip(bottom.chunks_exact(6));
+        let outputs = y_top
+            .chunks_exact_mut(2)
+            .zip(y_rest.chunks_exact_mut(2))
+            .zip(u_row.iter_mut().zip(v_row.iter_mut()));
+        for ((t, b), ((yt, yb), (u_out, v_out))) in pixels.zip(outputs) {
+            yt[0] = RANGE.luma[usize::from(t[0])];
+            yt[1] = RANGE.luma[usize::from(t[3])];
+            yb[0] = RANGE.luma[usize::from(b[0])];
+            yb[1] = RANGE.luma[usize::from(b[3])];
             let cb = u16::from(t[1]) + u16::from(t[4]) + u16::from(b[1]) + u16::from(b[4]);
             let cr = u16::from(t[2]) + u16::from(t[5]) + u16::from(b[2]) + u16::from(b[5]);
-            u_row[i] = RANGE.chroma[usize::from((cb + 2) / 4)];
-            v_row[i] = RANGE.chroma[usize::from((cr + 2) / 4)];
+            *u_out = RANGE.chroma[usize::from((cb + 2) / 4) & 255];
+            *v_out = RANGE.chroma[usize::from((cr + 2) / 4) & 255];
         }
     }
     Ok(())
