@@ -6,8 +6,12 @@
 //! (openh264, one thread, 1.2 / 2.5 Mbps). The goal is under 10 % of the encode time; MJPEG
 //! includes the JPEG decode, which no camera-side setting avoids.
 //!
-//! The pictures are the moving test pattern, so the encoder sees motion as it would live.
-//! The machine may be shared: each figure is the median of 5 runs.
+//! The pictures are the moving test pattern, so the encoder sees motion as it would live;
+//! being mostly flat, the pattern encodes faster than a real camera's noisy picture, so
+//! the shares printed here are upper bounds. Each input picture is a different buffer, as
+//! a camera's DMA buffers are (cold in the cache). Conversion runs on the capture thread,
+//! beside the encoder thread, so on a multi-core Pi it adds CPU but not latency to the
+//! encode. The machine may be shared: each figure is the median of 5 runs.
 
 use roverd::media::convert::{Converter, PixelFormat, RawFrame};
 use roverd::media::pattern::{render_test_pattern, I420Frame};
