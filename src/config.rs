@@ -171,7 +171,7 @@ impl Default for CameraConfig {
 /// Which camera to capture; the test pattern lets roverd run where there is none.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum CameraDevice {
-    /// `/dev/video0` when it exists, the test pattern otherwise.
+    /// The first `/dev/video*` that can capture, the test pattern when there is none.
     #[default]
     Auto,
     /// The moving, time-stamped test pattern, whatever cameras there are.

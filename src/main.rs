@@ -41,12 +41,21 @@ enum Command {
         /// The file to check
         file: PathBuf,
     },
+    /// List the cameras, with their formats, as lines to paste into roverd.toml
+    Devices,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Command::CheckConfig { file }) = &cli.command {
         return check_config(file);
+    }
+    if let Some(Command::Devices) = &cli.command {
+        print!(
+            "{}",
+            roverd::media::camera::format_camera_list(&roverd::media::camera::list_cameras())
+        );
+        return ExitCode::SUCCESS;
     }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

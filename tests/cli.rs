@@ -136,3 +136,27 @@ fn sigterm_stops_a_serving_roverd_with_exit_0_within_2_seconds() {
     let rest = drain.join().expect("stderr reader");
     assert!(rest.iter().any(|l| l.contains("SIGTERM")), "{rest:?}");
 }
+
+#[test]
+fn devices_lists_the_cameras_or_says_plainly_there_are_none() {
+    let out = Command::new(BIN)
+        .arg("devices")
+        .output()
+        .expect("run roverd");
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let any_node = std::fs::read_dir("/dev")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with("video"))
+        });
+    if any_node {
+        assert!(stdout.starts_with("# /dev/video"), "{stdout}");
+    } else {
+        assert_eq!(stdout, "no cameras found (looked at /dev/video*)\n");
+    }
+}

@@ -437,7 +437,19 @@
       let t = fmtSource(v.source);
       if (v.width && v.height) t += ' · ' + v.width + '×' + v.height;
       if (typeof v.fps === 'number') t += ' · ' + Math.round(v.fps) + ' fps';
+      const cam = v.camera || {};
+      if (cam.state === 'lost') {
+        t += ' · camera lost' + (cam.retries ? ' (retry ' + cam.retries + ')' : '');
+      } else if (cam.state === 'starting') {
+        t += ' · camera starting';
+      } else if (cam.state === 'streaming' && cam.format) {
+        t += ' · camera ' + cam.format;
+        if (typeof cam.capture_fps === 'number') t += ', ' + cam.capture_fps.toFixed(1) + ' fps';
+      }
+      const why = cam.last_error || cam.note;
       ui.stVideo.textContent = t;
+      ui.stVideo.title = why ? String(why) : '';
+      if (why && cam.state !== 'streaming') ui.stVideo.textContent += ' — ' + why;
     } else {
       ui.stVideo.textContent = 'none';
     }

@@ -6,6 +6,9 @@
 //! which drops frames for a slow subscriber instead of slowing the encoder.
 
 pub mod audio;
+pub mod camera;
+pub mod convert;
+pub mod fallback;
 pub mod fanout;
 pub mod h264;
 pub mod pattern;
@@ -13,6 +16,7 @@ pub mod video;
 
 use crate::config::{AudioDevice, CameraDevice, Config};
 use audio::{AudioPacket, AudioShared, AudioSource, TestTone};
+use fallback::{CameraSource, CameraStatus, SharedCameraStatus, Timing};
 use fanout::{Fanout, Subscriber};
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -41,6 +45,8 @@ pub enum MediaError {
 pub struct Media {
     video: Arc<VideoShared>,
     audio: Option<Arc<AudioShared>>,
+    /// What the video source says about the camera, for `/api/status`.
+    camera: SharedCameraStatus,
     /// Each encoder thread's name, and a receiver that hears when it has ended.
     threads: Mutex<Vec<(&'static str, mpsc::Receiver<()>)>>,
 }
@@ -55,7 +61,8 @@ impl Media {
             bitrate_kbps: config.video.bitrate_kbps,
             keyframe_interval_s: config.video.keyframe_interval_s,
         };
-        let source = stall_hook(open_video_source(&config.camera.device, settings.fps));
+        let camera = SharedCameraStatus::default();
+        let source = stall_hook(open_video_source(&config.camera.device, &settings, &camera));
         let encoder = video::VideoEncoder::new(&settings)?;
         let video = Arc::new(VideoShared {
             frames: Fanout::new(VIDEO_BACKLOG),
@@ -91,6 +98,7 @@ impl Media {
         Ok(Media {
             video,
             audio,
+            camera,
             threads: Mutex::new(threads),
         })
     }
@@ -140,6 +148,7 @@ impl Media {
             frames_encoded: v.stats.frames_encoded.load(Ordering::Relaxed),
             keyframes: v.stats.keyframes.load(Ordering::Relaxed),
             last_error: lock(&v.stats.last_error).clone(),
+            camera: lock(&self.camera).clone(),
         };
         let audio = self.audio.as_ref().map(|a| AudioStatus {
             source: lock(&a.source_name).clone(),
@@ -199,19 +208,81 @@ fn spawn_encoder(
     Ok((name, exited))
 }
 
-fn open_video_source(device: &CameraDevice, fps: u32) -> Box<dyn VideoSource> {
-    match device {
-        CameraDevice::Test => {}
-        CameraDevice::Auto => log::info!(
-            "camera.device = \"auto\": camera capture is not built into this version; \
-             streaming the test pattern"
-        ),
-        other => log::warn!(
-            "camera.device = {other:?}: camera capture is not built into this version; \
-             streaming the test pattern instead"
-        ),
+/// The video source `camera.device` names. Never fails: a camera that cannot be used is
+/// the "camera lost" slate (retried every 2 s), and "auto" without a camera is the test
+/// pattern; `camera` says which, and why, for the status.
+fn open_video_source(
+    device: &CameraDevice,
+    settings: &VideoSettings,
+    status: &SharedCameraStatus,
+) -> Box<dyn VideoSource> {
+    let pattern = |note: String| -> Box<dyn VideoSource> {
+        *lock(status) = CameraStatus {
+            state: "off",
+            note: Some(note),
+            ..CameraStatus::default()
+        };
+        Box::new(TestPattern::new(settings.fps))
+    };
+    if let Some(source) = fail_hook(settings, status) {
+        return source;
     }
-    Box::new(TestPattern::new(fps))
+    let path = match device {
+        CameraDevice::Test => return pattern("camera.device = \"test\"".into()),
+        CameraDevice::Auto => match camera::auto_device(&camera::list_cameras()) {
+            Ok(path) => {
+                log::info!("camera.device = \"auto\": using {}", path.display());
+                path
+            }
+            Err(reason) => {
+                log::info!("{reason}; streaming the test pattern");
+                return pattern(reason);
+            }
+        },
+        CameraDevice::Path(path) => path.clone(),
+        CameraDevice::Index(index) => std::path::PathBuf::from(format!("/dev/video{index}")),
+    };
+    let request = camera::Request {
+        width: settings.width,
+        height: settings.height,
+        fps: settings.fps,
+    };
+    let feed_path = path.clone();
+    let open: fallback::Opener = Box::new(move || {
+        camera::V4lFeed::start(&feed_path, request)
+            .map(|feed| Box::new(feed) as Box<dyn fallback::Feed>)
+            .map_err(|e| e.to_string())
+    });
+    Box::new(CameraSource::new(
+        path.display().to_string(),
+        open,
+        Timing::new(settings.fps),
+        Arc::clone(status),
+    ))
+}
+
+/// Test hook, not a feature: with `ROVERD_TEST_FAIL_VIDEO=N:M` in the environment the
+/// camera is a stand-in that sends N pictures of the test pattern, then fails, then fails
+/// to reopen M times (one attempt every 2 s) before it works again, whatever
+/// `camera.device` says. `tests/camera_faults.rs` uses it to watch the slate and the
+/// recovery through a real peer.
+fn fail_hook(
+    settings: &VideoSettings,
+    status: &SharedCameraStatus,
+) -> Option<Box<dyn VideoSource>> {
+    const VAR: &str = "ROVERD_TEST_FAIL_VIDEO";
+    let value = std::env::var(VAR).ok()?;
+    let (after, fails) = value.split_once(':')?;
+    let (after, fails) = (after.parse().ok()?, fails.parse().ok()?);
+    log::warn!(
+        "{VAR}={value}: the camera is a stand-in that fails after {after} pictures (a test hook)"
+    );
+    Some(Box::new(CameraSource::new(
+        "test-faulty".into(),
+        fallback::faulty_opener(settings.fps, after, fails),
+        Timing::new(settings.fps),
+        Arc::clone(status),
+    )))
 }
 
 /// Test hook, not a feature: with `ROVERD_TEST_STALL_VIDEO_AFTER_FRAMES=N` in the
@@ -275,6 +346,9 @@ pub struct VideoStatus {
     pub keyframes: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// The camera behind the picture: device, state, negotiated format, capture rate,
+    /// retries and the last device error.
+    pub camera: CameraStatus,
 }
 
 #[derive(Debug, Clone, Serialize)]

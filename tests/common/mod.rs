@@ -577,3 +577,11 @@ pub fn now_ms() -> u64 {
 pub fn stamp_distance_ms(a: u32, b: u32) -> u32 {
     a.wrapping_sub(b).min(b.wrapping_sub(a))
 }
+
+/// The slate's red band (video-range red has luma 81) runs across the whole width a few
+/// rows below its top edge, above its text; no row of the plain pattern is that uniform.
+pub fn is_slate(y: &[u8], width: usize, height: usize) -> bool {
+    let band_y = (height / 2 - ((height / 4) & !1) / 2) & !1;
+    let row = &y[(band_y + 4) * width..][..width];
+    row.iter().all(|&l| l.abs_diff(81) <= 12)
+}
