@@ -1,8 +1,12 @@
 //! The microphone path with a real ALSA capture device and no sound card: ALSA's `file`
 //! plugin reads a raw recording this test writes (a sine at a frequency the test tone
 //! never has), behind a PCM defined in an ALSA config file that only the roverd child
-//! process sees (`ALSA_CONFIG_PATH`). That device has no clock: it delivers as fast as it
-//! is read, so only roverd's own real-time pacing makes the stream's rate right.
+//! process sees (`ALSA_CONFIG_PATH`). That device has no clock of its own.
+//!
+//! The recording is a FIFO that a thread here fills at four times real time, without end:
+//! a device that delivers far too fast (a plain file would be read to its end within a
+//! fraction of a second, after which ALSA repeats stale data). Only roverd's own
+//! real-time pacing makes the stream's rate right.
 //!
 //! roverd runs as its own process here so that the ALSA environment stays out of this
 //! test binary. A webrtc-rs peer decodes the Opus and measures what it hears.
@@ -39,19 +43,52 @@ impl Drop for Scratch {
     }
 }
 
-/// Writes `seconds` of interleaved S16_LE: channel `c` is a sine at `hz` with peak
-/// `amplitudes[c]` (of full scale).
-fn write_sine(path: &Path, rate: u32, hz: f64, amplitudes: &[f64], seconds: u32) {
-    let frames = (rate * seconds) as usize;
-    let mut bytes = Vec::with_capacity(frames * amplitudes.len() * 2);
-    for i in 0..frames {
-        let phase = 2.0 * std::f64::consts::PI * hz * i as f64 / f64::from(rate);
-        for a in amplitudes {
-            let s = (a * 32767.0 * phase.sin()).round() as i16;
-            bytes.extend_from_slice(&s.to_le_bytes());
+/// How much faster than real time the recording is delivered.
+const SPEED: f64 = 4.0;
+
+/// Makes `path` a FIFO and feeds it, from a thread, interleaved S16_LE without end:
+/// channel `c` is a sine at `hz` with peak `amplitudes[c]` (of full scale), phase-continuous
+/// across every reader that opens it (roverd opens the device more than once).
+fn feed_sine(path: &Path, rate: u32, hz: f64, amplitudes: &[f64]) {
+    let made = Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("run mkfifo");
+    assert!(made.success(), "mkfifo {}", path.display());
+    let path = path.to_owned();
+    let amplitudes = amplitudes.to_vec();
+    std::thread::spawn(move || {
+        let chunk = rate as usize / 100; // 10 ms
+        let mut i = 0usize;
+        let mut bytes = Vec::with_capacity(chunk * amplitudes.len() * 2);
+        loop {
+            // Blocks until a reader opens it; the thread ends with the test process.
+            let Ok(mut fifo) = std::fs::OpenOptions::new().write(true).open(&path) else {
+                return;
+            };
+            let start = Instant::now();
+            let mut sent = 0usize;
+            loop {
+                bytes.clear();
+                for n in i..i + chunk {
+                    let phase = 2.0 * std::f64::consts::PI * hz * n as f64 / f64::from(rate);
+                    for a in &amplitudes {
+                        let s = (a * 32767.0 * phase.sin()).round() as i16;
+                        bytes.extend_from_slice(&s.to_le_bytes());
+                    }
+                }
+                if fifo.write_all(&bytes).is_err() {
+                    break; // the reader closed: wait for the next one
+                }
+                i += chunk;
+                sent += chunk;
+                let due = start + Duration::from_secs_f64(sent as f64 / f64::from(rate) / SPEED);
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+            }
         }
-    }
-    std::fs::write(path, bytes).expect("write the recording");
+    });
 }
 
 /// An ALSA capture PCM named `name` that reads `recording` (raw, in whatever format the
@@ -172,6 +209,10 @@ struct Heard {
 async fn listen(peer: &mut ClientPeer, skip: usize, window: Duration) -> Heard {
     let mut decoder = opus::Decoder::new(48_000, opus::Channels::Mono).expect("opus decoder");
     let mut buf = vec![0i16; 5760];
+    // What queued up while the test did something else is not "now".
+    while let Ok(packet) = peer.audio.try_recv() {
+        let _ = decoder.decode(&packet.payload, &mut buf, false);
+    }
     for _ in 0..skip {
         let packet = peer.next_audio_packet().await;
         let _ = decoder.decode(&packet.payload, &mut buf, false);
@@ -230,7 +271,7 @@ fn assert_hears(heard: &Heard, hz: f64, rms_range: std::ops::Range<f64>, log: &s
 async fn a_48k_mono_alsa_capture_reaches_the_peer_at_its_pitch_level_and_real_time() {
     let scratch = Scratch::new("48k");
     let recording = scratch.path("sine.raw");
-    write_sine(&recording, 48_000, 1000.0, &[0.3], 10);
+    feed_sine(&recording, 48_000, 1000.0, &[0.3]);
     let alsa = scratch.path("asound.conf");
     std::fs::write(&alsa, alsa_pcm("roverd_test_mic", &recording)).expect("alsa conf");
     let roverd = Roverd::start(&scratch, "roverd_test_mic", &alsa, None);
@@ -258,7 +299,7 @@ async fn a_44k1_stereo_alsa_capture_is_resampled_and_downmixed() {
     let scratch = Scratch::new("44k1");
     let recording = scratch.path("sine.raw");
     // Left 0.5, right 0.1 of full scale: their mean, 0.3, is what a mono listener hears.
-    write_sine(&recording, 44_100, 523.0, &[0.5, 0.1], 10);
+    feed_sine(&recording, 44_100, 523.0, &[0.5, 0.1]);
     let alsa = scratch.path("asound.conf");
     std::fs::write(&alsa, alsa_pcm("roverd_test_stereo", &recording)).expect("alsa conf");
     let roverd = Roverd::start(&scratch, "roverd_test_stereo", &alsa, Some("44100/2/i16"));
@@ -281,7 +322,7 @@ async fn a_missing_microphone_sends_silence_reports_why_keeps_video_and_is_picke
 ) {
     let scratch = Scratch::new("missing");
     let recording = scratch.path("sine.raw");
-    write_sine(&recording, 48_000, 1000.0, &[0.3], 20);
+    feed_sine(&recording, 48_000, 1000.0, &[0.3]);
     let alsa = scratch.path("asound.conf");
     std::fs::write(&alsa, "# the microphone is not plugged in yet\n").expect("alsa conf");
     let roverd = Roverd::start(&scratch, "roverd_late_mic", &alsa, None);
@@ -331,8 +372,7 @@ async fn a_missing_microphone_sends_silence_reports_why_keeps_video_and_is_picke
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // Skip what was buffered before the device came back.
-    let heard = listen(&mut peer, 15, Duration::from_secs(1)).await;
+    let heard = listen(&mut peer, 10, Duration::from_secs(1)).await;
     assert_hears(&heard, 1000.0, 5500.0..8000.0, &roverd.log());
     assert!(roverd.log().contains("open again"), "{}", roverd.log());
     peer.close().await;
