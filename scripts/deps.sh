@@ -6,8 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 want=${1:-build}
-# Build: openh264's C++ and libopus's CMake build; nasm gives openh264 its x86 assembly.
-packages=(build-essential cmake pkg-config nasm)
+# Build: openh264's C++ and libopus's CMake build; nasm gives openh264 its x86 assembly;
+# ALSA's headers for microphone capture (cpal). The microphone tests need nothing more:
+# their capture device is ALSA's file plugin, part of libasound itself.
+packages=(build-essential cmake pkg-config nasm libasound2-dev)
 if [ "$want" = test ]; then
   # Browser tests drive Debian's Chromium through Node; systemd-analyze checks the unit.
   packages+=(chromium nodejs npm systemd)
