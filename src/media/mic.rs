@@ -97,7 +97,27 @@ fn find_device(host: &cpal::Host, name: &str) -> Option<cpal::Device> {
     host.device_by_id(&id)
 }
 
+/// Runs `f` with ALSA's own error messages (printed to stderr by default, outside the log,
+/// and alarming where no sound card is expected: "cannot find card '0'") captured for this
+/// thread and passed to the debug log. roverd's own errors say what matters. Each call
+/// starts a fresh buffer, so retries do not accumulate text.
+fn quiet_alsa<T>(f: impl FnOnce() -> T) -> T {
+    let captured = alsa::Output::local_error_handler().ok();
+    let result = f();
+    if let Some(out) = captured {
+        let text = out.borrow().to_string();
+        for line in text.lines() {
+            log::debug!("ALSA: {line}");
+        }
+    }
+    result
+}
+
 fn open(name: &str, want: Option<Want>) -> Result<Capture, MicError> {
+    quiet_alsa(|| open_loud(name, want))
+}
+
+fn open_loud(name: &str, want: Option<Want>) -> Result<Capture, MicError> {
     let host = cpal::default_host();
     let device = find_device(&host, name).ok_or_else(|| MicError::NotFound {
         name: name.to_owned(),
@@ -417,6 +437,10 @@ impl AudioSource for MicSource {
 /// `roverd devices`. ALSA's `null` PCM (which captures only silence) is left out.
 /// Print with [`pcm::format_microphones`].
 pub fn list_microphones() -> Vec<MicInfo> {
+    quiet_alsa(list_loud)
+}
+
+fn list_loud() -> Vec<MicInfo> {
     let host = cpal::default_host();
     let Ok(devices) = host.input_devices() else {
         return Vec::new();
