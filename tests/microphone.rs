@@ -3,9 +3,11 @@
 //! never has), behind a PCM defined in an ALSA config file that only the roverd child
 //! process sees (`ALSA_CONFIG_PATH`). That device has no clock of its own.
 //!
-//! The recording is a FIFO that a thread here fills at four times real time, without end:
-//! a device that delivers far too fast (a plain file would be read to its end within a
-//! fraction of a second, after which ALSA repeats stale data). Only roverd's own
+//! The recording is a FIFO that a thread here keeps full, without end: a device with no
+//! clock at all, delivering as fast as roverd's capture thread reads (a plain file would
+//! be read to its end within a fraction of a second). The pipe must never run dry: when
+//! ALSA's `file` plugin gets a short read it passes on stale bytes for the rest, so a
+//! writer paced slower than the reader would garble the recording. Only roverd's own
 //! real-time pacing makes the stream's rate right.
 //!
 //! roverd runs as its own process here so that the ALSA environment stays out of this
@@ -43,51 +45,32 @@ impl Drop for Scratch {
     }
 }
 
-/// How much faster than real time the recording is delivered.
-const SPEED: f64 = 4.0;
-
-/// Makes `path` a FIFO and feeds it, from a thread, interleaved S16_LE without end:
-/// channel `c` is a sine at `hz` with peak `amplitudes[c]` (of full scale), phase-continuous
-/// across every reader that opens it (roverd opens the device more than once).
-fn feed_sine(path: &Path, rate: u32, hz: f64, amplitudes: &[f64]) {
+/// Makes `path` a FIFO and keeps it full from a thread, without end, with interleaved
+/// S16_LE: channel `c` is a sine at `hz` (a whole number, so that one second loops without
+/// a seam) with peak `amplitudes[c]` of full scale. Each reader that opens it (roverd
+/// opens the device more than once) gets the same endless recording.
+fn feed_sine(path: &Path, rate: u32, hz: u32, amplitudes: &[f64]) {
     let made = Command::new("mkfifo")
         .arg(path)
         .status()
         .expect("run mkfifo");
     assert!(made.success(), "mkfifo {}", path.display());
-    let path = path.to_owned();
-    let amplitudes = amplitudes.to_vec();
-    std::thread::spawn(move || {
-        let chunk = rate as usize / 100; // 10 ms
-        let mut i = 0usize;
-        let mut bytes = Vec::with_capacity(chunk * amplitudes.len() * 2);
-        loop {
-            // Blocks until a reader opens it; the thread ends with the test process.
-            let Ok(mut fifo) = std::fs::OpenOptions::new().write(true).open(&path) else {
-                return;
-            };
-            let start = Instant::now();
-            let mut sent = 0usize;
-            loop {
-                bytes.clear();
-                for n in i..i + chunk {
-                    let phase = 2.0 * std::f64::consts::PI * hz * n as f64 / f64::from(rate);
-                    for a in &amplitudes {
-                        let s = (a * 32767.0 * phase.sin()).round() as i16;
-                        bytes.extend_from_slice(&s.to_le_bytes());
-                    }
-                }
-                if fifo.write_all(&bytes).is_err() {
-                    break; // the reader closed: wait for the next one
-                }
-                i += chunk;
-                sent += chunk;
-                let due = start + Duration::from_secs_f64(sent as f64 / f64::from(rate) / SPEED);
-                if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                    std::thread::sleep(wait);
-                }
-            }
+    let mut second = Vec::with_capacity(rate as usize * amplitudes.len() * 2);
+    for n in 0..rate {
+        let phase = 2.0 * std::f64::consts::PI * f64::from(hz) * f64::from(n) / f64::from(rate);
+        for a in amplitudes {
+            let s = (a * 32767.0 * phase.sin()).round() as i16;
+            second.extend_from_slice(&s.to_le_bytes());
         }
+    }
+    let path = path.to_owned();
+    std::thread::spawn(move || loop {
+        // Blocks until a reader opens it; the thread ends with the test process.
+        let Ok(mut fifo) = std::fs::OpenOptions::new().write(true).open(&path) else {
+            return;
+        };
+        // Blocks while the pipe is full; fails when the reader closes: wait for the next.
+        while fifo.write_all(&second).is_ok() {}
     });
 }
 
@@ -244,6 +227,12 @@ async fn listen(peer: &mut ClientPeer, skip: usize, window: Duration) -> Heard {
 /// The peer hears the recording (its frequency within 2 %, its level) at real-time rate.
 fn assert_hears(heard: &Heard, hz: f64, rms_range: std::ops::Range<f64>, log: &str) {
     let (got_hz, rms) = tone_of(&heard.samples);
+    eprintln!(
+        "heard {got_hz:.2} Hz at RMS {rms:.0}: {} packets, {:.2} s of audio in {:.2} s",
+        heard.packets,
+        heard.rtp_seconds,
+        heard.wall.as_secs_f64()
+    );
     assert!(
         (got_hz - hz).abs() < hz * 0.02,
         "heard {got_hz:.1} Hz, the recording is {hz} Hz; roverd's log:\n{log}"
@@ -271,7 +260,7 @@ fn assert_hears(heard: &Heard, hz: f64, rms_range: std::ops::Range<f64>, log: &s
 async fn a_48k_mono_alsa_capture_reaches_the_peer_at_its_pitch_level_and_real_time() {
     let scratch = Scratch::new("48k");
     let recording = scratch.path("sine.raw");
-    feed_sine(&recording, 48_000, 1000.0, &[0.3]);
+    feed_sine(&recording, 48_000, 1000, &[0.3]);
     let alsa = scratch.path("asound.conf");
     std::fs::write(&alsa, alsa_pcm("roverd_test_mic", &recording)).expect("alsa conf");
     let roverd = Roverd::start(&scratch, "roverd_test_mic", &alsa, None);
@@ -299,7 +288,7 @@ async fn a_44k1_stereo_alsa_capture_is_resampled_and_downmixed() {
     let scratch = Scratch::new("44k1");
     let recording = scratch.path("sine.raw");
     // Left 0.5, right 0.1 of full scale: their mean, 0.3, is what a mono listener hears.
-    feed_sine(&recording, 44_100, 523.0, &[0.5, 0.1]);
+    feed_sine(&recording, 44_100, 523, &[0.5, 0.1]);
     let alsa = scratch.path("asound.conf");
     std::fs::write(&alsa, alsa_pcm("roverd_test_stereo", &recording)).expect("alsa conf");
     let roverd = Roverd::start(&scratch, "roverd_test_stereo", &alsa, Some("44100/2/i16"));
@@ -322,7 +311,7 @@ async fn a_missing_microphone_sends_silence_reports_why_keeps_video_and_is_picke
 ) {
     let scratch = Scratch::new("missing");
     let recording = scratch.path("sine.raw");
-    feed_sine(&recording, 48_000, 1000.0, &[0.3]);
+    feed_sine(&recording, 48_000, 1000, &[0.3]);
     let alsa = scratch.path("asound.conf");
     std::fs::write(&alsa, "# the microphone is not plugged in yet\n").expect("alsa conf");
     let roverd = Roverd::start(&scratch, "roverd_late_mic", &alsa, None);
