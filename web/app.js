@@ -454,12 +454,28 @@
       ui.stVideo.textContent = 'none';
     }
     const a = st.audio || {};
-    ui.stAudio.textContent = a.source
-      ? (a.source === 'test' ? 'test tone' : String(a.source)) : 'none';
+    ui.stAudio.textContent = a.source ? audioText(a) : 'none';
     ui.stViewers.textContent = Array.isArray(st.peers) ? String(st.peers.length) : '–';
     otherDriverInStatus = Array.isArray(st.peers)
       && st.peers.some((p) => p && p.driver === true && String(p.id) !== String(peerId));
     if (st.version && !robotVersion) ui.version.textContent = 'v' + st.version;
+  }
+
+  // The microphone line: source, the device's own format, faults. textContent only.
+  function audioText(a) {
+    if (a.source === 'test') return 'test tone';
+    let t = String(a.source);
+    const f = a.input;
+    if (f && typeof f.sample_rate === 'number') {
+      t += ' · ' + (f.sample_rate / 1000) + ' kHz '
+        + (f.channels === 1 ? 'mono' : f.channels + ' ch') + ' ' + String(f.sample_format);
+    }
+    if (a.capturing === false) t += ' · not capturing (silence)';
+    if (a.overruns || a.underruns) {
+      t += ' · overruns ' + Number(a.overruns) + ', underruns ' + Number(a.underruns);
+    }
+    if (a.last_error) t += ' · last error: ' + String(a.last_error);
+    return t;
   }
 
   let statusBusy = false;

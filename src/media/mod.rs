@@ -11,13 +11,16 @@ pub mod convert;
 pub mod fallback;
 pub mod fanout;
 pub mod h264;
+pub mod mic;
 pub mod pattern;
+pub mod pcm;
 pub mod video;
 
 use crate::config::{AudioDevice, CameraDevice, Config};
 use audio::{AudioPacket, AudioShared, AudioSource, TestTone};
 use fallback::{CameraSource, CameraStatus, SharedCameraStatus, Timing};
 use fanout::{Fanout, Subscriber};
+use mic::MicSource;
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -155,6 +158,10 @@ impl Media {
             sample_rate: audio::SAMPLE_RATE,
             channels: 1,
             frames_encoded: a.stats.frames_encoded.load(Ordering::Relaxed),
+            input: lock(&a.stats.input).clone(),
+            capturing: a.stats.source_ok.load(Ordering::Relaxed),
+            overruns: a.stats.overruns.load(Ordering::Relaxed),
+            underruns: a.stats.underruns.load(Ordering::Relaxed),
             last_error: lock(&a.stats.last_error).clone(),
         });
         (video, audio)
@@ -316,23 +323,70 @@ fn stall_hook(source: Box<dyn VideoSource>) -> Box<dyn VideoSource> {
     Box::new(Stall(source, after))
 }
 
+/// `"auto"` takes the default ALSA capture device if it opens, else the test tone; a named
+/// device that does not open yet is kept, sending silence and retrying, since that is the
+/// microphone the user asked for.
 fn open_audio_source(device: &AudioDevice) -> Option<Box<dyn AudioSource>> {
+    let want = format_hook();
+    let show = |m: &MicSource| {
+        m.input_format().map_or(String::new(), |f| {
+            format!(
+                "{} Hz, {} channels, {}",
+                f.sample_rate, f.channels, f.sample_format
+            )
+        })
+    };
     match device {
         AudioDevice::None => {
             log::info!("audio.device = \"none\": no audio track");
-            return None;
+            None
         }
-        AudioDevice::Test => {}
-        AudioDevice::Auto => log::info!(
-            "audio.device = \"auto\": microphone capture is not built into this version; \
-             streaming the test tone"
-        ),
-        AudioDevice::Name(name) => log::warn!(
-            "audio.device = {name:?}: microphone capture is not built into this version; \
-             streaming the test tone instead"
-        ),
+        AudioDevice::Test => Some(Box::new(TestTone::new())),
+        AudioDevice::Auto => {
+            match MicSource::open(mic::DEFAULT_DEVICE, want) {
+                Ok(m) => {
+                    log::info!(
+                        "audio.device = \"auto\": capturing from the default microphone ({})",
+                        show(&m)
+                    );
+                    Some(Box::new(m))
+                }
+                Err(e) => {
+                    log::info!("audio.device = \"auto\": no usable microphone ({e}); streaming the test tone");
+                    Some(Box::new(TestTone::new()))
+                }
+            }
+        }
+        AudioDevice::Name(name) => match MicSource::open(name, want) {
+            Ok(m) => {
+                log::info!("audio.device = {name:?}: capturing ({})", show(&m));
+                Some(Box::new(m))
+            }
+            Err(e) => {
+                log::warn!("audio.device = {name:?}: {e}; sending silence until it opens");
+                Some(Box::new(MicSource::retrying(name, want, e)))
+            }
+        },
     }
-    Some(Box::new(TestTone::new()))
+}
+
+/// Test hook, not a feature: `ROVERD_TEST_AUDIO_FORMAT=RATE/CHANNELS/FORMAT` (e.g.
+/// `44100/2/i16`) makes roverd ask the capture device for exactly that format instead of
+/// choosing, so that `tests/microphone.rs` can capture 44.1 kHz stereo from an ALSA device
+/// that accepts any format.
+fn format_hook() -> Option<pcm::Want> {
+    const VAR: &str = "ROVERD_TEST_AUDIO_FORMAT";
+    let value = std::env::var(VAR).ok()?;
+    match value.parse() {
+        Ok(want) => {
+            log::warn!("{VAR}={value}: asking the microphone for exactly that (a test hook)");
+            Some(want)
+        }
+        Err(e) => {
+            log::warn!("{VAR}: {e}; ignored");
+            None
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -353,10 +407,20 @@ pub struct VideoStatus {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct AudioStatus {
+    /// `test`, or the ALSA device name (`default` for "auto").
     pub source: String,
+    /// What is encoded: always 48 kHz mono.
     pub sample_rate: u32,
     pub channels: u16,
     pub frames_encoded: u64,
+    /// The format the device delivers (before conversion); `null` while it is not open.
+    pub input: Option<pcm::InputFormat>,
+    /// False while the device fails and silence is sent instead.
+    pub capturing: bool,
+    /// Times captured audio was dropped because the device delivered too fast.
+    pub overruns: u64,
+    /// Frames padded with silence because the device delivered too slowly.
+    pub underruns: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
 }
