@@ -41,6 +41,12 @@ pub struct PeerEntry {
     state: Mutex<RTCPeerConnectionState>,
     tasks: Mutex<Vec<AbortHandle>>,
     closed: AtomicBool,
+    /// Tells the supervisor that the peer was closed from outside (`DELETE`, shutdown).
+    /// It cannot learn that from the connection: `pc.close()` stops webrtc-rs's driver
+    /// before it delivers the `closed` state, and the event sender lives in the handler
+    /// that the connection itself holds, so `events.recv()` would wait for ever, holding
+    /// the whole connection (about 300 KiB) with it.
+    stop: tokio::sync::Notify,
 }
 
 impl PeerEntry {
@@ -63,6 +69,8 @@ impl PeerEntry {
         if let Err(e) = self.pc.close().await {
             log::debug!("closing peer {}: {e}", self.id);
         }
+        // A stored permit if the supervisor is not waiting right now, so it is not lost.
+        self.stop.notify_one();
     }
 }
 
@@ -135,6 +143,7 @@ impl Peers {
             state: Mutex::new(RTCPeerConnectionState::New),
             tasks: Mutex::new(Vec::new()),
             closed: AtomicBool::new(false),
+            stop: tokio::sync::Notify::new(),
         });
         {
             let mut t = self.table();
@@ -245,6 +254,10 @@ async fn supervise(
                     "peer {id}: no packets for {} s; dropping it",
                     (crate::rtc::ICE_DISCONNECTED_AFTER + policy.idle_timeout).as_secs()
                 );
+                break;
+            }
+            () = entry.stop.notified() => {
+                log::debug!("peer {id}: closed by roverd");
                 break;
             }
             () = &mut connect_deadline, if !connected => {
