@@ -97,6 +97,17 @@ pub struct RtcPeer {
     audio: Option<(Arc<TrackLocalStaticRTP>, Arc<dyn RtpSender>, u32)>,
 }
 
+/// A browser's offer whose SDP webrtc-rs could parse.
+pub struct Offer(RTCSessionDescription);
+
+/// Parses an offer's SDP: everything checked before a peer connection exists. Pure, so it
+/// is fuzzed (`fuzz/`, `roverd::fuzzing::offer`).
+pub fn parse_offer(sdp: String) -> Result<Offer, RtcError> {
+    RTCSessionDescription::offer(sdp)
+        .map(Offer)
+        .map_err(|e| RtcError::BadOffer(e.to_string()))
+}
+
 /// Answers `offer_sdp`. `local_ip` is the address the browser reached roverd's HTTP server
 /// on: an address it can certainly reach, so the ICE candidates are bound there.
 pub async fn answer(
@@ -104,8 +115,7 @@ pub async fn answer(
     local_ip: IpAddr,
     media: &Media,
 ) -> Result<RtcPeer, RtcError> {
-    let offer =
-        RTCSessionDescription::offer(offer_sdp).map_err(|e| RtcError::BadOffer(e.to_string()))?;
+    let Offer(offer) = parse_offer(offer_sdp)?;
 
     let settings = media.video_settings();
     let h264 = h264_codec(crate::media::h264::fmtp_line(settings.level_idc()));
