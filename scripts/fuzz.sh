@@ -5,17 +5,24 @@
 #   offer     the body of a POST /api/offer, up to webrtc-rs's SDP parser
 #
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]     (default: 60 s, every target)
+#   scripts/fuzz.sh --minimize [SECONDS] [TARGET...]     (shrink the finds; no fuzzing)
 #
 # Needs the nightly toolchain (`rustup toolchain install nightly`); installs cargo-fuzz if
-# it is missing. New inputs that reach new code are added to fuzz/corpus/<target>/ (shrink
-# it with `cargo +nightly fuzz cmin <target>` before committing); a crash is saved in
-# fuzz/artifacts/<target>/ and makes this script exit non-zero. Extra libFuzzer flags can
+# it is missing. The named seeds are in fuzz/corpus/<target>/; inputs the fuzzer finds that
+# reach new code go to fuzz/corpus/<target>/found/ (`scripts/fuzz.sh --minimize` shrinks
+# that to the inputs that add coverage beyond the seeds, before committing). A crash is
+# saved in fuzz/artifacts/<target>/ and makes this script exit non-zero. Extra libFuzzer flags can
 # be passed in FUZZ_ARGS, e.g. FUZZ_ARGS="-jobs=2 -workers=2". FUZZ_SANITIZER (default
 # "address") is passed to cargo fuzz as --sanitizer.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 
+minimize=false
+if [ "${1:-}" = "--minimize" ]; then
+    minimize=true
+    shift
+fi
 seconds="${1:-60}"
 shift || true
 targets=("$@")
@@ -52,23 +59,45 @@ max_len() {
 }
 
 echo "fuzz.sh: building the targets (nightly, sanitizer: $sanitizer)" >&2
-cargo +nightly fuzz build --sanitizer "$sanitizer" "${targets[@]:0:1}" >&2
-if [ ${#targets[@]} -gt 1 ]; then
-    cargo +nightly fuzz build --sanitizer "$sanitizer" >&2
-fi
+cargo +nightly fuzz build --sanitizer "$sanitizer" >&2
 
 logs="$(mktemp -d)"
 trap 'rm -rf "$logs"' EXIT
 failed=()
 summary=()
 for target in "${targets[@]}"; do
-    mkdir -p "fuzz/corpus/$target" "fuzz/artifacts/$target"
+    mkdir -p "fuzz/corpus/$target/found" "fuzz/artifacts/$target"
+    if $minimize; then
+        # Keep only the finds that add coverage to the seeds: merge the finds into a copy
+        # of the seeds, and keep what the merge added.
+        work="$logs/$target-min"
+        mkdir -p "$work/merged"
+        find "fuzz/corpus/$target" -maxdepth 1 -type f -exec cp {} "$work/merged/" \;
+        before="$(find "$work/merged" -type f | wc -l)"
+        cargo +nightly fuzz run --sanitizer "$sanitizer" "$target" \
+            "$work/merged" "fuzz/corpus/$target/found" -- \
+            -merge=1 -max_len="$(max_len "$target")" >"$logs/$target-min.log" 2>&1 || {
+            tail -n 30 "$logs/$target-min.log" >&2
+            exit 1
+        }
+        find "fuzz/corpus/$target/found" -type f -delete
+        # The merge names what it adds by the SHA-1 of its content; the seeds keep theirs.
+        for file in "$work/merged"/*; do
+            if [ ! -e "fuzz/corpus/$target/$(basename "$file")" ]; then
+                mv "$file" "fuzz/corpus/$target/found/"
+            fi
+        done
+        echo "fuzz.sh: $target: $(find "fuzz/corpus/$target/found" -type f | wc -l) finds" \
+            "kept beyond the $before seeds" >&2
+        continue
+    fi
     echo "fuzz.sh: $target: fuzzing for ${seconds}s" \
         "($(find "fuzz/corpus/$target" -type f | wc -l) inputs in its corpus)" >&2
     log="$logs/$target.log"
     status=0
     # shellcheck disable=SC2086 # FUZZ_ARGS is a list of flags
-    cargo +nightly fuzz run --sanitizer "$sanitizer" "$target" -- \
+    cargo +nightly fuzz run --sanitizer "$sanitizer" "$target" \
+        "fuzz/corpus/$target/found" "fuzz/corpus/$target" -- \
         -max_total_time="$seconds" -max_len="$(max_len "$target")" \
         -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 ${FUZZ_ARGS:-} \
         >"$log" 2>&1 || status=$?
@@ -87,6 +116,9 @@ for target in "${targets[@]}"; do
     summary+=("$line")
 done
 
+if $minimize; then
+    exit 0
+fi
 echo
 echo "fuzzing summary ($(date -u +%Y-%m-%dT%H:%M:%SZ), $(rustup run nightly rustc --version)):"
 printf '  %s\n' "${summary[@]}"

@@ -6,16 +6,23 @@
 use roverd::fuzzing::{self, Outcome};
 use std::path::{Path, PathBuf};
 
+/// The seeds (`fuzz/corpus/<target>/`), the fuzzer's finds (its `found/`) and kept crashes.
 fn inputs(target: &str) -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
     let mut files = Vec::new();
-    for dir in ["corpus", "artifacts"] {
-        let Ok(entries) = std::fs::read_dir(root.join(dir).join(target)) else {
+    let mut dirs = vec![
+        root.join("corpus").join(target),
+        root.join("artifacts").join(target),
+    ];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;
         };
         for entry in entries {
             let path = entry.expect("readable corpus directory").path();
-            if path.is_file() {
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.is_file() {
                 files.push(path);
             }
         }
