@@ -3,6 +3,7 @@
 #   protocol  a data-channel message (and a session of them through the motor rules)
 #   config    a config file's text
 #   offer     the body of a POST /api/offer, up to webrtc-rs's SDP parser
+#   negotiate the same body on through webrtc-rs's negotiation (sans-IO): the answer
 #
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]     (default: 60 s, every target)
 #   scripts/fuzz.sh --minimize [SECONDS] [TARGET...]     (shrink the finds; no fuzzing)
@@ -27,7 +28,7 @@ seconds="${1:-60}"
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(protocol config offer)
+    targets=(protocol config offer negotiate)
 fi
 case "$seconds" in
     '' | *[!0-9]*)
@@ -53,7 +54,7 @@ max_len() {
     case "$1" in
         protocol) echo 4200 ;;
         config) echo 8192 ;;
-        offer) echo 16384 ;;
+        offer | negotiate) echo 16384 ;;
         *) echo 4096 ;;
     esac
 }

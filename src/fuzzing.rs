@@ -214,26 +214,55 @@ pub fn config(data: &[u8]) -> Outcome {
     }
 }
 
-/// The body of a POST to an offer route: everything `http` and `rtc` check before a peer
-/// connection is created ([`crate::http::parse_offer_body`], then
-/// [`crate::rtc::parse_offer`]: webrtc-rs's SDP parser). A body over
-/// [`crate::http::MAX_BODY`] is refused (413) unread.
-pub fn offer(data: &[u8]) -> Outcome {
-    if data.len() > crate::http::MAX_BODY {
-        return Outcome::NotReached;
-    }
-    let sdp = match crate::http::parse_offer_body(data) {
-        Ok(sdp) => sdp,
-        Err(why) => {
-            assert!(!why.trim().is_empty(), "offer body refused without words");
-            return Outcome::Refused;
-        }
+/// The body of a POST to an offer route, all the way through negotiation: [`offer`]'s
+/// checks, then [`crate::rtc::answer_offline`] (webrtc-rs's `set_remote_description`,
+/// `create_answer` and `set_local_description`, in its sans-IO core), which is what a POST
+/// reaches next, minus the sockets. An answer must be an SDP that webrtc-rs parses.
+pub fn negotiate(data: &[u8]) -> Outcome {
+    let offer = match checked_offer(data) {
+        Ok(offer) => offer,
+        Err(outcome) => return outcome,
     };
-    match crate::rtc::parse_offer(sdp) {
-        Ok(_) => Outcome::Accepted,
+    // Level 3.1: 640x480 at 30 fps, the default camera.
+    match crate::rtc::answer_offline(offer, 0x1f, Instant::now()) {
+        Ok(answer) => {
+            assert!(
+                crate::rtc::parse_answer(answer).is_ok(),
+                "roverd answered with an SDP that webrtc-rs cannot parse"
+            );
+            Outcome::Accepted
+        }
         Err(e) => {
             assert!(!e.to_string().trim().is_empty());
             Outcome::Refused
         }
     }
+}
+
+/// The body of a POST to an offer route: everything `http` and `rtc` check before a peer
+/// connection is created ([`crate::http::parse_offer_body`], then
+/// [`crate::rtc::parse_offer`]: webrtc-rs's SDP parser). A body over
+/// [`crate::http::MAX_BODY`] is refused (413) unread.
+pub fn offer(data: &[u8]) -> Outcome {
+    match checked_offer(data) {
+        Ok(_) => Outcome::Accepted,
+        Err(outcome) => outcome,
+    }
+}
+
+fn checked_offer(data: &[u8]) -> Result<crate::rtc::Offer, Outcome> {
+    if data.len() > crate::http::MAX_BODY {
+        return Err(Outcome::NotReached);
+    }
+    let sdp = match crate::http::parse_offer_body(data) {
+        Ok(sdp) => sdp,
+        Err(why) => {
+            assert!(!why.trim().is_empty(), "offer body refused without words");
+            return Err(Outcome::Refused);
+        }
+    };
+    crate::rtc::parse_offer(sdp).map_err(|e| {
+        assert!(!e.to_string().trim().is_empty());
+        Outcome::Refused
+    })
 }

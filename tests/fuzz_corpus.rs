@@ -32,13 +32,15 @@ fn inputs(target: &str) -> Vec<PathBuf> {
 }
 
 /// What a seed's name promises: `bad_*` and `miss_*` seeds are near-misses that must be
-/// refused, `session_*` seeds are read line by line, and the fuzzer's own finds (named by
-/// their hash) promise nothing; every other seed must be accepted.
+/// refused, `session_*` seeds are read line by line, `maybe_*` seeds probe a lenient stage,
+/// and the fuzzer's own finds (named by their hash) promise nothing; every other seed must
+/// be accepted.
 fn promised(path: &Path) -> Option<bool> {
     let name = path.file_name()?.to_str()?;
     if name.starts_with("bad_") || name.starts_with("miss_") {
         Some(false)
     } else if name.starts_with("session_")
+        || name.starts_with("maybe_")
         || name.starts_with("crash-")
         || name.bytes().all(|b| b.is_ascii_hexdigit())
     {
@@ -117,6 +119,16 @@ fn offer_corpus_replays_without_a_panic() {
     // Browser offers parse; broken bodies and SDPs are refused.
     assert!(
         accepted >= 1 && refused >= 1,
+        "accepted {accepted}, refused {refused}"
+    );
+}
+
+#[test]
+fn negotiate_corpus_replays_without_a_panic() {
+    let [accepted, refused, _] = replay("negotiate", fuzzing::negotiate);
+    // Chromium's, Firefox's and webrtc-rs's offers are answered.
+    assert!(
+        accepted >= 3 && refused >= 1,
         "accepted {accepted}, refused {refused}"
     );
 }
