@@ -96,6 +96,7 @@ for target in "${targets[@]}"; do
         "($(find "fuzz/corpus/$target" -type f | wc -l) inputs in its corpus)" >&2
     log="$logs/$target.log"
     status=0
+    started=$SECONDS
     # shellcheck disable=SC2086 # FUZZ_ARGS is a list of flags
     cargo +nightly fuzz run --sanitizer "$sanitizer" "$target" \
         "fuzz/corpus/$target/found" "fuzz/corpus/$target" -- \
@@ -106,7 +107,7 @@ for target in "${targets[@]}"; do
     execs="$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)"
     rate="$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -n 1)"
     cov="$(grep -o 'cov: [0-9]*' "$log" | tail -n 1 || true)"
-    line="$target: ${execs:-?} executions in ${seconds}s (${rate:-?} exec/s, ${cov:-cov: ?})"
+    line="$target: ${execs:-?} executions in $((SECONDS - started))s (${rate:-?} exec/s, ${cov:-cov: ?})"
     if [ "$status" -ne 0 ]; then
         failed+=("$target")
         line="$line: FAILED (exit $status)"
