@@ -69,7 +69,7 @@ summary=()
 for target in "${targets[@]}"; do
     mkdir -p "fuzz/corpus/$target/found" "fuzz/artifacts/$target"
     if $minimize; then
-        # Keep only the finds that add coverage to the seeds: merge the finds into a copy
+        # Keep a small set of finds that covers the edges the seeds miss: merge them into a copy
         # of the seeds, and keep what the merge added.
         work="$logs/$target-min"
         mkdir -p "$work/merged"
@@ -77,7 +77,7 @@ for target in "${targets[@]}"; do
         before="$(find "$work/merged" -type f | wc -l)"
         cargo +nightly fuzz run --sanitizer "$sanitizer" "$target" \
             "$work/merged" "fuzz/corpus/$target/found" -- \
-            -merge=1 -max_len="$(max_len "$target")" >"$logs/$target-min.log" 2>&1 || {
+            -set_cover_merge=1 -use_counters=0 -max_len="$(max_len "$target")" >"$logs/$target-min.log" 2>&1 || {
             tail -n 30 "$logs/$target-min.log" >&2
             exit 1
         }
