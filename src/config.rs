@@ -35,7 +35,7 @@ const TRIM: RangeInclusive<f64> = 0.0..=1.0;
 const GPIO: RangeInclusive<u8> = 0..=27;
 const MIN_TOKEN_LEN: usize = 8;
 const OFFERS_PER_MINUTE: RangeInclusive<u32> = 1..=600;
-const BODY_BYTES: RangeInclusive<usize> = 4096..=1_048_576;
+const BODY_BYTES: RangeInclusive<usize> = 4096..=LimitsConfig::MAX_BODY_BYTES;
 /// The parser's own cap ([`crate::protocol::MAX_MESSAGE_BYTES`]) is the top of the range.
 const MESSAGE_BYTES: RangeInclusive<usize> = 64..=crate::protocol::MAX_MESSAGE_BYTES;
 const MESSAGES_PER_S: RangeInclusive<u32> = 5..=1000;
@@ -133,6 +133,11 @@ pub struct LimitsConfig {
     /// A connected peer that has sent nothing for this long after its link was lost (3 s
     /// of silence) is dropped, freeing its place.
     pub idle_timeout_s: u64,
+}
+
+impl LimitsConfig {
+    /// The top of `limits.body_bytes`' range.
+    pub const MAX_BODY_BYTES: usize = 1_048_576;
 }
 
 impl Default for LimitsConfig {

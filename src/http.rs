@@ -152,33 +152,11 @@ async fn offer(
             )
         }
     };
-    let request: OfferRequest = match serde_json::from_slice::<serde_json::Value>(&body) {
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                &format!("the body is not JSON ({e}); send {{\"sdp\": \"...\", \"type\": \"offer\"}}"),
-            )
-        }
-        Ok(value) => match serde_json::from_value(value) {
-            Ok(r) => r,
-            Err(e) => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    &format!("the body is not an offer ({e}); send {{\"sdp\": \"...\", \"type\": \"offer\"}}"),
-                )
-            }
-        },
+    let sdp = match parse_offer_body(&body) {
+        Ok(sdp) => sdp,
+        Err(why) => return error(StatusCode::BAD_REQUEST, &why),
     };
-    if request.kind != "offer" {
-        return error(
-            StatusCode::BAD_REQUEST,
-            &format!(
-                "\"type\" is {:?}; only \"offer\" is accepted here",
-                request.kind
-            ),
-        );
-    }
-    match app.offer(request.sdp, local_ip, client, access).await {
+    match app.offer(sdp, local_ip, client, access).await {
         Ok((answer, id)) => json(
             StatusCode::OK,
             &AnswerResponse {
@@ -216,6 +194,31 @@ async fn offer(
             error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string())
         }
     }
+}
+
+/// The checks on an offer's body before any WebRTC work: JSON, the `{sdp, type}` shape and
+/// `type` = `"offer"`. Returns the SDP, or the reason for a 400. Pure, so it is fuzzed
+/// (`fuzz/`, `roverd::fuzzing::offer`); the SDP itself is checked by [`crate::rtc::parse_offer`].
+pub fn parse_offer_body(body: &[u8]) -> Result<String, String> {
+    let request: OfferRequest = match serde_json::from_slice::<serde_json::Value>(body) {
+        Err(e) => {
+            return Err(format!(
+                "the body is not JSON ({e}); send {{\"sdp\": \"...\", \"type\": \"offer\"}}"
+            ))
+        }
+        Ok(value) => serde_json::from_value(value).map_err(|e| {
+            format!(
+                "the body is not an offer ({e}); send {{\"sdp\": \"...\", \"type\": \"offer\"}}"
+            )
+        })?,
+    };
+    if request.kind != "offer" {
+        return Err(format!(
+            "\"type\" is {:?}; only \"offer\" is accepted here",
+            request.kind
+        ));
+    }
+    Ok(request.sdp)
 }
 
 /// DNS rebinding and cross-site requests: the `Host` must be one of the robot's own names,

@@ -255,6 +255,35 @@ mod tests {
         );
     }
 
+    /// Found by the `protocol` fuzz target: without serde_json's `float_roundtrip`, some long
+    /// numbers (`performance.now()` prints up to 17 digits) were parsed one unit in the last
+    /// place off, so the pong did not carry the ping's exact time back.
+    #[test]
+    fn pong_echoes_long_and_huge_ping_times_exactly() {
+        for t in [
+            "74407370955101659551615",
+            "1234.5678901234567",
+            "0.30000000000000004",
+            "9007199254740993",
+            "5e-324",
+            "1.7976931348623157e308",
+        ] {
+            let Command::Ping { t: echoed } = ok(&format!(r#"{{"type":"ping","t":{t}}}"#)).command
+            else {
+                panic!("not a ping")
+            };
+            let pong = Outgoing::Pong { t: echoed.clone() }.to_json();
+            let back: Value = serde_json::from_str(&pong).unwrap();
+            let sent: Value = serde_json::from_str(t).unwrap();
+            assert_eq!(back["t"], sent, "{t} came back as {pong}");
+            assert_eq!(
+                back["t"].as_f64(),
+                t.parse::<f64>().ok(),
+                "{t} was not parsed to the nearest f64"
+            );
+        }
+    }
+
     #[test]
     fn malformed_messages_are_refused_with_a_reason_and_their_seq() {
         let cases = [

@@ -98,6 +98,25 @@ pub struct RtcPeer {
     audio: Option<(Arc<TrackLocalStaticRTP>, Arc<dyn RtpSender>, u32)>,
 }
 
+/// A browser's offer whose SDP webrtc-rs could parse.
+pub struct Offer(RTCSessionDescription);
+
+/// Parses an offer's SDP: everything checked before a peer connection exists. Pure, so it
+/// is fuzzed (`fuzz/`, `roverd::fuzzing::offer`).
+pub fn parse_offer(sdp: String) -> Result<Offer, RtcError> {
+    RTCSessionDescription::offer(sdp)
+        .map(Offer)
+        .map_err(|e| RtcError::BadOffer(e.to_string()))
+}
+
+/// Parses an answer's SDP, as a browser's `setRemoteDescription` would have to; for tests.
+#[doc(hidden)]
+pub fn parse_answer(sdp: String) -> Result<(), RtcError> {
+    RTCSessionDescription::answer(sdp)
+        .map(drop)
+        .map_err(|e| RtcError::BadOffer(e.to_string()))
+}
+
 /// Answers `offer_sdp`. `local_ip` is the address the browser reached roverd's HTTP server
 /// on: an address it can certainly reach, so the ICE candidates are bound there.
 pub async fn answer(
@@ -105,8 +124,7 @@ pub async fn answer(
     local_ip: IpAddr,
     media: &Media,
 ) -> Result<RtcPeer, RtcError> {
-    let offer =
-        RTCSessionDescription::offer(offer_sdp).map_err(|e| RtcError::BadOffer(e.to_string()))?;
+    let Offer(offer) = parse_offer(offer_sdp)?;
 
     let settings = media.video_settings();
     let h264 = h264_codec(crate::media::h264::fmtp_line(settings.level_idc()));
@@ -237,11 +255,21 @@ async fn add_track(
     codec: RTCRtpCodec,
 ) -> Result<(Arc<TrackLocalStaticRTP>, Arc<dyn RtpSender>, u32), RtcError> {
     let ssrc: u32 = rand::random();
+    let track = Arc::new(TrackLocalStaticRTP::new(media_track(kind, codec, ssrc)));
+    let sender = pc
+        .add_track(Arc::clone(&track) as Arc<dyn TrackLocal>)
+        .await
+        .map_err(setup("adding a track"))?;
+    Ok((track, sender, ssrc))
+}
+
+/// One of roverd's outgoing tracks, as the browser sees it in the answer.
+fn media_track(kind: RtpCodecKind, codec: RTCRtpCodec, ssrc: u32) -> MediaStreamTrack {
     let name = match kind {
         RtpCodecKind::Audio => "audio",
         _ => "video",
     };
-    let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+    MediaStreamTrack::new(
         "roverd".to_owned(),
         format!("roverd-{name}"),
         format!("roverd {name}"),
@@ -254,12 +282,39 @@ async fn add_track(
             codec,
             ..Default::default()
         }],
-    )));
-    let sender = pc
-        .add_track(Arc::clone(&track) as Arc<dyn TrackLocal>)
-        .await
+    )
+}
+
+/// Negotiates `offer` as [`answer`] does (roverd's codecs, a video and an audio track), but
+/// in webrtc-rs's sans-IO core: no socket, no task, no candidate gathering, no interceptors.
+/// The `negotiate` fuzz target feeds it hostile offers, since a browser's SDP reaches
+/// `set_remote_description` and `create_answer` after [`parse_offer`]. Returns the answer.
+pub fn answer_offline(offer: Offer, level_idc: u8, now: Instant) -> Result<String, RtcError> {
+    let h264 = h264_codec(crate::media::h264::fmtp_line(level_idc));
+    let opus = opus_codec();
+    let mut engine = MediaEngine::default();
+    engine
+        .register_codec(h264.clone(), RtpCodecKind::Video)
+        .map_err(setup("registering H.264"))?;
+    engine
+        .register_codec(opus.clone(), RtpCodecKind::Audio)
+        .map_err(setup("registering Opus"))?;
+    let mut pc = rtc::peer_connection::RTCPeerConnectionBuilder::new()
+        .with_media_engine(engine)
+        .build(now)
+        .map_err(setup("creating the peer connection"))?;
+    pc.add_track(media_track(RtpCodecKind::Video, h264.rtp_codec, 1))
         .map_err(setup("adding a track"))?;
-    Ok((track, sender, ssrc))
+    pc.add_track(media_track(RtpCodecKind::Audio, opus.rtp_codec, 2))
+        .map_err(setup("adding a track"))?;
+    pc.set_remote_description(now, offer.0)
+        .map_err(|e| RtcError::BadOffer(e.to_string()))?;
+    let answer = pc
+        .create_answer(None)
+        .map_err(|e| RtcError::BadOffer(e.to_string()))?;
+    pc.set_local_description(now, answer.clone())
+        .map_err(setup("applying the answer"))?;
+    Ok(answer.sdp)
 }
 
 /// The payload type the browser chose for our codec (the first negotiated one whose MIME
