@@ -41,7 +41,7 @@ enum Command {
         /// The file to check
         file: PathBuf,
     },
-    /// List the cameras, with their formats, as lines to paste into roverd.toml
+    /// List the cameras, microphones and GPIO, as lines to paste into roverd.toml
     Devices,
 }
 
@@ -51,10 +51,13 @@ fn main() -> ExitCode {
         return check_config(file);
     }
     if let Some(Command::Devices) = &cli.command {
-        print!(
-            "{}",
-            roverd::media::camera::format_camera_list(&roverd::media::camera::list_cameras())
-        );
+        use roverd::media::{camera, mic, pcm};
+        println!("# == Cameras ==");
+        print!("{}", camera::format_camera_list(&camera::list_cameras()));
+        println!("\n# == Microphones ==");
+        print!("{}", pcm::format_microphones(&mic::list_microphones()));
+        println!("\n# == GPIO (motors) ==");
+        print!("{}", roverd::motors::gpio::describe_gpio());
         return ExitCode::SUCCESS;
     }
     match run(cli) {

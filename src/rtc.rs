@@ -558,7 +558,15 @@ pub async fn serve_data_channel(
         }
     }
     let _leave = LeaveOnDrop(control.clone(), peer_id.clone());
-    let mut pusher: Option<tokio::task::JoinHandle<()>> = None;
+    /// The `state` pusher ends with this task, also when this task is aborted (the peer
+    /// closed by roverd), not half a second later when its next send fails.
+    struct AbortOnDrop(tokio::task::JoinHandle<()>);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let mut pusher: Option<AbortOnDrop> = None;
     let mut rate = Bucket::new(
         policy.messages_per_s,
         f64::from(policy.messages_per_s),
@@ -577,11 +585,11 @@ pub async fn serve_data_channel(
                 )
                 .await;
                 if pusher.is_none() {
-                    pusher = Some(tokio::spawn(push_state(
+                    pusher = Some(AbortOnDrop(tokio::spawn(push_state(
                         Arc::clone(&dc),
                         peer_id.clone(),
                         control.subscribe(),
-                    )));
+                    ))));
                 }
             }
             DataChannelEvent::OnMessage(msg) => {
@@ -594,9 +602,7 @@ pub async fn serve_data_channel(
             _ => {}
         }
     }
-    if let Some(pusher) = pusher {
-        pusher.abort();
-    }
+    drop(pusher);
     log::debug!("data channel of peer {peer_id} closed");
 }
 

@@ -138,7 +138,7 @@ fn sigterm_stops_a_serving_roverd_with_exit_0_within_2_seconds() {
 }
 
 #[test]
-fn devices_lists_the_cameras_or_says_plainly_there_are_none() {
+fn devices_lists_cameras_microphones_and_gpio_or_says_plainly_there_are_none() {
     let out = Command::new(BIN)
         .arg("devices")
         .output()
@@ -154,9 +154,32 @@ fn devices_lists_the_cameras_or_says_plainly_there_are_none() {
                 .to_str()
                 .is_some_and(|n| n.starts_with("video"))
         });
+    let sections: Vec<&str> = stdout.split("\n# == ").collect();
+    assert_eq!(sections.len(), 3, "cameras, microphones, GPIO: {stdout}");
+    let cameras = sections[0]
+        .strip_prefix("# == Cameras ==\n")
+        .expect("the cameras first");
     if any_node {
-        assert!(stdout.starts_with("# /dev/video"), "{stdout}");
+        assert!(cameras.starts_with("# /dev/video"), "{stdout}");
     } else {
-        assert_eq!(stdout, "no cameras found (looked at /dev/video*)\n");
+        assert_eq!(cameras, "no cameras found (looked at /dev/video*)\n");
+    }
+    assert!(sections[1].starts_with("Microphones ==\n"), "{stdout}");
+    let mics = &sections[1]["Microphones ==\n".len()..];
+    assert!(
+        mics.starts_with("No ALSA capture devices found")
+            || mics.starts_with("Microphones (ALSA capture devices)"),
+        "{stdout}"
+    );
+    assert!(
+        sections[2].starts_with("GPIO (motors) ==\nGPIO "),
+        "{stdout}"
+    );
+    // Off a Pi the GPIO cannot be reachable; on one it depends on the user's groups.
+    let on_a_pi = std::fs::read_to_string("/proc/device-tree/model")
+        .is_ok_and(|m| m.starts_with("Raspberry Pi"));
+    if !on_a_pi {
+        assert!(sections[2].contains("GPIO not reachable"), "{stdout}");
+        assert!(sections[2].contains("motors.driver = \"sim\""), "{stdout}");
     }
 }

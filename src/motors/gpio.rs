@@ -171,6 +171,41 @@ pub struct RppalPins {
     pi5: bool,
 }
 
+/// Whether the motors could be driven here, for `roverd devices`: the board model and the
+/// GPIO character devices when rppal can open them, else why not and what that means.
+pub fn describe_gpio() -> String {
+    let mut chips: Vec<String> = std::fs::read_dir("/dev")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n.starts_with("gpiochip"))
+        .map(|n| format!("/dev/{n}"))
+        .collect();
+    chips.sort();
+    let chips = if chips.is_empty() {
+        "no /dev/gpiochip*".to_owned()
+    } else {
+        chips.join(", ")
+    };
+    let opened = rppal::system::DeviceInfo::new()
+        .map_err(|e| e.to_string())
+        .and_then(|info| {
+            rppal::gpio::Gpio::new()
+                .map(|_| info.model())
+                .map_err(|e| e.to_string())
+        });
+    match opened {
+        Ok(model) => format!(
+            "GPIO reachable: {model} ({chips}); motors.driver may be \"l298n\", \"tb6612\" or \"drv8833\"\n"
+        ),
+        Err(why) => format!(
+            "GPIO not reachable ({why}; {chips}): keep motors.driver = \"sim\" on this machine, \
+             or on a Pi check that roverd's user is in the gpio group\n"
+        ),
+    }
+}
+
 impl RppalPins {
     pub fn open(driver: &'static str) -> Result<Self, MotorError> {
         let no_gpio = |e: &dyn std::fmt::Display| MotorError::NoGpio {
