@@ -45,14 +45,8 @@ async fn run(ramp_per_s: f64, commands: usize) -> Vec<Duration> {
             deadman: Duration::from_millis(500),
             max_speed: 1.0,
             ramp_per_s,
-            left: Wheel {
-                invert: false,
-                trim: 1.0,
-            },
-            right: Wheel {
-                invert: false,
-                trim: 1.0,
-            },
+            left: Wheel::default(),
+            right: Wheel::default(),
         },
     );
     let mut latencies = Vec::with_capacity(commands);

@@ -26,9 +26,8 @@ use common::{now_ms, request, stamp_distance_ms, ClientPeer, VideoReceiver};
 use roverd::media::pattern::{read_stamp, render_test_pattern, I420Frame};
 use roverd::media::video::{VideoEncoder, VideoSettings};
 use std::collections::BTreeMap;
-use std::io::BufRead;
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -411,58 +410,26 @@ async fn stream_bench(plan: Plan, clk_tck: u64) -> StreamResult {
 
 /// roverd as a child process; killed on drop if still running.
 struct Roverd {
-    child: Child,
+    process: common::Process,
     addr: SocketAddr,
-    log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Roverd {
     fn start() -> Roverd {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_roverd"))
-            .args(["--simulate", "--listen", "127.0.0.1:0"])
-            .env("RUST_LOG", "info")
-            .env_remove("JOURNAL_STREAM")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start roverd");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let log: Arc<Mutex<Vec<String>>> = Arc::default();
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let sink = Arc::clone(&log);
-        // Keep draining stderr for roverd's whole life: a full pipe would block its logger.
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Some(rest) = line.split("listening on http://").nth(1) {
-                    if let Ok(addr) = rest.trim().trim_end_matches('/').parse::<SocketAddr>() {
-                        let _ = addr_tx.send(addr);
-                    }
-                }
-                sink.lock().expect("log lock").push(line);
-            }
-        });
-        let addr = match addr_rx.recv_timeout(Duration::from_secs(15)) {
-            Ok(addr) => addr,
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "roverd never said where it listens; its stderr:\n{}",
-                    log.lock().expect("log lock").join("\n")
-                );
-            }
-        };
-        Roverd { child, addr, log }
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_roverd"));
+        cmd.args(["--simulate", "--listen", "127.0.0.1:0"])
+            .env("RUST_LOG", "info");
+        let process = common::Process::spawn(cmd);
+        let addr = process.addr;
+        Roverd { process, addr }
     }
 
     fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.pid()
     }
 
     fn log_matching(&self, needle: &str) -> Option<String> {
-        let log = self.log.lock().expect("log lock");
+        let log = self.process.log_lines();
         log.iter().find(|l| l.contains(needle)).map(|l| {
             l.split_once(needle)
                 .map_or(l.as_str(), |(_, rest)| rest)
@@ -472,7 +439,7 @@ impl Roverd {
     }
 
     fn log_warnings(&self) -> Vec<String> {
-        let log = self.log.lock().expect("log lock");
+        let log = self.process.log_lines();
         log.iter()
             .filter(|l| l.starts_with("WARN") || l.starts_with("ERROR"))
             .cloned()
@@ -486,7 +453,7 @@ impl Roverd {
             .args(["-TERM", &self.pid().to_string()])
             .status();
         while start.elapsed() < Duration::from_secs(3) {
-            if let Ok(Some(status)) = self.child.try_wait() {
+            if let Ok(Some(status)) = self.process.child.try_wait() {
                 return format!(
                     "stopped by SIGTERM in {:.0} ms, {status}",
                     ms(start.elapsed())
@@ -494,18 +461,9 @@ impl Roverd {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = self.process.child.kill();
+        let _ = self.process.child.wait();
         "did not stop within 3 s of SIGTERM; killed".to_owned()
-    }
-}
-
-impl Drop for Roverd {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
     }
 }
 

@@ -235,14 +235,8 @@ mod tests {
             deadman: Duration::from_millis(500),
             max_speed: 1.0,
             ramp_per_s: 1000.0,
-            left: Wheel {
-                invert: false,
-                trim: 1.0,
-            },
-            right: Wheel {
-                invert: false,
-                trim: 1.0,
-            },
+            left: Wheel::default(),
+            right: Wheel::default(),
         }
     }
 

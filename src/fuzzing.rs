@@ -85,10 +85,7 @@ fn drive_session(text: &str) {
         deadman: Duration::from_millis(500),
         max_speed: 0.8,
         ramp_per_s: 4.0,
-        left: Wheel {
-            invert: false,
-            trim: 1.0,
-        },
+        left: Wheel::default(),
         right: Wheel {
             invert: true,
             trim: 0.9,

@@ -32,6 +32,16 @@ pub struct Wheel {
     pub trim: f64,
 }
 
+/// A wheel as wired: not inverted, full speed.
+impl Default for Wheel {
+    fn default() -> Self {
+        Self {
+            invert: false,
+            trim: 1.0,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Limits {
     pub deadman: Duration,
@@ -224,14 +234,8 @@ mod tests {
             max_speed: 1.0,
             // Fast enough that one 100 ms step reaches any speed, unless a test slows it.
             ramp_per_s: 1000.0,
-            left: Wheel {
-                invert: false,
-                trim: 1.0,
-            },
-            right: Wheel {
-                invert: false,
-                trim: 1.0,
-            },
+            left: Wheel::default(),
+            right: Wheel::default(),
         }
     }
 

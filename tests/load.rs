@@ -5,25 +5,17 @@
 
 mod common;
 
-use common::{request, ClientPeer, PATIENCE};
-use std::io::{BufRead, BufReader};
+use common::{request, ClientPeer, Process, PATIENCE};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 
-/// A roverd process that cannot outlive a failing test.
+/// roverd as its own process, so that its RSS and descriptors are its own.
 struct Roverd {
-    child: Child,
+    process: Process,
     addr: SocketAddr,
-}
-
-impl Drop for Roverd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Roverd {
@@ -32,32 +24,17 @@ impl Roverd {
         std::fs::create_dir_all(&dir).expect("temp dir");
         let file = dir.join("roverd.toml");
         std::fs::write(&file, config).expect("config");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_roverd"))
-            .args(["--simulate", "--listen", "127.0.0.1:0", "--config"])
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_roverd"));
+        cmd.args(["--simulate", "--listen", "127.0.0.1:0", "--config"])
             .arg(&file)
-            .env("RUST_LOG", "warn,roverd::server=info")
-            .env_remove("JOURNAL_STREAM")
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start roverd");
-        let stderr = child.stderr.take().expect("stderr");
-        let mut lines = BufReader::new(stderr).lines();
-        let addr = loop {
-            let line = lines
-                .next()
-                .expect("roverd exited before listening")
-                .expect("stderr");
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                break rest.trim_end_matches('/').parse().expect("address");
-            }
-        };
-        // Keep draining stderr so that roverd never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
-        Roverd { child, addr }
+            .env("RUST_LOG", "warn,roverd::server=info");
+        let process = Process::spawn(cmd);
+        let addr = process.addr;
+        Roverd { process, addr }
     }
 
     fn proc_path(&self, what: &str) -> String {
-        format!("/proc/{}/{what}", self.child.id())
+        format!("/proc/{}/{what}", self.process.pid())
     }
 
     fn rss_kib(&self) -> u64 {

@@ -15,12 +15,10 @@
 
 mod common;
 
-use common::{request, ClientPeer, VideoReceiver};
-use std::io::{BufRead, Write};
-use std::net::SocketAddr;
+use common::{ClientPeer, Process, VideoReceiver};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// A scratch directory for one test, removed at the end.
@@ -83,82 +81,28 @@ fn alsa_pcm(name: &str, recording: &Path) -> String {
     )
 }
 
-struct Roverd {
-    child: Child,
-    addr: SocketAddr,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Roverd {
-    /// roverd with the test pattern, `audio.device = device`, and the ALSA config `alsa`.
-    fn start(scratch: &Scratch, device: &str, alsa: &Path, format: Option<&str>) -> Roverd {
-        let config = scratch.path("roverd.toml");
-        std::fs::write(
-            &config,
-            format!("[camera]\ndevice = \"test\"\n[audio]\ndevice = \"{device}\"\n"),
+/// roverd with the test pattern, `audio.device = device`, and the ALSA config `alsa`.
+fn start_roverd(scratch: &Scratch, device: &str, alsa: &Path, format: Option<&str>) -> Process {
+    let config = scratch.path("roverd.toml");
+    std::fs::write(
+        &config,
+        format!("[camera]\ndevice = \"test\"\n[audio]\ndevice = \"{device}\"\n"),
+    )
+    .expect("write config");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_roverd"));
+    cmd.arg("--config")
+        .arg(&config)
+        .args(["--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "info")
+        .env(
+            "ALSA_CONFIG_PATH",
+            format!("/usr/share/alsa/alsa.conf:{}", alsa.display()),
         )
-        .expect("write config");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_roverd"));
-        cmd.arg("--config")
-            .arg(&config)
-            .args(["--listen", "127.0.0.1:0"])
-            .env("RUST_LOG", "info")
-            .env(
-                "ALSA_CONFIG_PATH",
-                format!("/usr/share/alsa/alsa.conf:{}", alsa.display()),
-            )
-            .env_remove("JOURNAL_STREAM")
-            .env_remove("ROVERD_TEST_AUDIO_FORMAT")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        if let Some(f) = format {
-            cmd.env("ROVERD_TEST_AUDIO_FORMAT", f);
-        }
-        let mut child = cmd.spawn().expect("start roverd");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let log: Arc<Mutex<Vec<String>>> = Arc::default();
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let sink = Arc::clone(&log);
-        // Drain stderr for roverd's whole life: a full pipe would block its logger.
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Some(rest) = line.split("listening on http://").nth(1) {
-                    if let Ok(addr) = rest.trim().trim_end_matches('/').parse::<SocketAddr>() {
-                        let _ = addr_tx.send(addr);
-                    }
-                }
-                sink.lock().expect("log lock").push(line);
-            }
-        });
-        let Ok(addr) = addr_rx.recv_timeout(Duration::from_secs(15)) else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "roverd never said where it listens; its stderr:\n{}",
-                log.lock().expect("log lock").join("\n")
-            );
-        };
-        Roverd { child, addr, log }
+        .env_remove("ROVERD_TEST_AUDIO_FORMAT");
+    if let Some(f) = format {
+        cmd.env("ROVERD_TEST_AUDIO_FORMAT", f);
     }
-
-    async fn status(&self) -> serde_json::Value {
-        let (code, body) = request(self.addr, "GET", "/api/status", &[], Vec::new()).await;
-        assert_eq!(code, 200, "{body}");
-        serde_json::from_str(&body).expect("status is JSON")
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().expect("log lock").join("\n")
-    }
-}
-
-impl Drop for Roverd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    Process::spawn(cmd)
 }
 
 /// Frequency from the median zero-crossing period (interpolated to a fraction of a
@@ -263,7 +207,7 @@ async fn a_48k_mono_alsa_capture_reaches_the_peer_at_its_pitch_level_and_real_ti
     feed_sine(&recording, 48_000, 1000, &[0.3]);
     let alsa = scratch.path("asound.conf");
     std::fs::write(&alsa, alsa_pcm("roverd_test_mic", &recording)).expect("alsa conf");
-    let roverd = Roverd::start(&scratch, "roverd_test_mic", &alsa, None);
+    let roverd = start_roverd(&scratch, "roverd_test_mic", &alsa, None);
     let mut peer = ClientPeer::connect_addr(roverd.addr).await;
     let heard = listen(&mut peer, 25, Duration::from_secs(2)).await;
     // 0.3 of full scale: RMS 0.3 × 32767 / √2 ≈ 6951.
@@ -291,7 +235,7 @@ async fn a_44k1_stereo_alsa_capture_is_resampled_and_downmixed() {
     feed_sine(&recording, 44_100, 523, &[0.5, 0.1]);
     let alsa = scratch.path("asound.conf");
     std::fs::write(&alsa, alsa_pcm("roverd_test_stereo", &recording)).expect("alsa conf");
-    let roverd = Roverd::start(&scratch, "roverd_test_stereo", &alsa, Some("44100/2/i16"));
+    let roverd = start_roverd(&scratch, "roverd_test_stereo", &alsa, Some("44100/2/i16"));
     let mut peer = ClientPeer::connect_addr(roverd.addr).await;
     let heard = listen(&mut peer, 25, Duration::from_secs(2)).await;
     assert_hears(&heard, 523.0, 5500.0..8000.0, &roverd.log());
@@ -314,7 +258,7 @@ async fn a_missing_microphone_sends_silence_reports_why_keeps_video_and_is_picke
     feed_sine(&recording, 48_000, 1000, &[0.3]);
     let alsa = scratch.path("asound.conf");
     std::fs::write(&alsa, "# the microphone is not plugged in yet\n").expect("alsa conf");
-    let roverd = Roverd::start(&scratch, "roverd_late_mic", &alsa, None);
+    let roverd = start_roverd(&scratch, "roverd_late_mic", &alsa, None);
     let status = roverd.status().await;
     let audio = &status["audio"];
     assert_eq!(audio["source"], "roverd_late_mic", "{status}");

@@ -214,14 +214,8 @@ impl ClientPeer {
     /// connection (keep it: dropping it changes nothing roverd can see, but closing it
     /// is tidy).
     pub async fn post_offer_only(addr: SocketAddr) -> (u16, String, Arc<dyn PeerConnection>) {
-        let (pc, parts) = new_client_pc(false).await;
-        let offer = pc.create_offer(None).await.expect("create offer");
-        pc.set_local_description(offer)
-            .await
-            .expect("set local offer");
-        let mut gathered = parts.gathered;
-        let _ = tokio::time::timeout(Duration::from_secs(2), gathered.wait_for(|d| *d)).await;
-        let sdp = pc.local_description().await.expect("local description").sdp;
+        let (pc, mut parts) = new_client_pc(false).await;
+        let sdp = local_offer(&pc, &mut parts.gathered).await;
         let offer_json = serde_json::json!({"sdp": sdp, "type": "offer"});
         let (code, body) = request(
             addr,
@@ -246,14 +240,8 @@ impl ClientPeer {
         stall: bool,
         headers: &[(&str, &str)],
     ) -> ClientPeer {
-        let (pc, parts) = new_client_pc(stall).await;
-        let offer = pc.create_offer(None).await.expect("create offer");
-        pc.set_local_description(offer)
-            .await
-            .expect("set local offer");
-        let mut gathered = parts.gathered;
-        let _ = tokio::time::timeout(Duration::from_secs(2), gathered.wait_for(|d| *d)).await;
-        let sdp = pc.local_description().await.expect("local description").sdp;
+        let (pc, mut parts) = new_client_pc(stall).await;
+        let sdp = local_offer(&pc, &mut parts.gathered).await;
         let offer_json = serde_json::json!({"sdp": sdp, "type": "offer", "webrtc_id": "ignored"});
         let posted_at = Instant::now();
         let (code, body) = request(
@@ -377,17 +365,21 @@ impl ClientPeer {
     }
 }
 
-/// The SDP of a real client offer (H.264, Opus, a data channel), for tests that post
-/// offers by hand.
-pub async fn client_offer_sdp() -> String {
-    let (pc, parts) = new_client_pc(false).await;
+/// Makes `pc`'s offer, waits (up to 2 s) for its candidates, and returns the SDP.
+async fn local_offer(pc: &Arc<dyn PeerConnection>, gathered: &mut watch::Receiver<bool>) -> String {
     let offer = pc.create_offer(None).await.expect("create offer");
     pc.set_local_description(offer)
         .await
         .expect("set local offer");
-    let mut gathered = parts.gathered;
     let _ = tokio::time::timeout(Duration::from_secs(2), gathered.wait_for(|d| *d)).await;
-    let sdp = pc.local_description().await.expect("local description").sdp;
+    pc.local_description().await.expect("local description").sdp
+}
+
+/// The SDP of a real client offer (H.264, Opus, a data channel), for tests that post
+/// offers by hand.
+pub async fn client_offer_sdp() -> String {
+    let (pc, mut parts) = new_client_pc(false).await;
+    let sdp = local_offer(&pc, &mut parts.gathered).await;
     let _ = pc.close().await;
     sdp
 }
@@ -584,4 +576,78 @@ pub fn is_slate(y: &[u8], width: usize, height: usize) -> bool {
     let band_y = (height / 2 - ((height / 4) & !1) / 2) & !1;
     let row = &y[(band_y + 4) * width..][..width];
     row.iter().all(|&l| l.abs_diff(81) <= 12)
+}
+
+/// roverd as its own process (for what must be measured or configured per process: RSS,
+/// file descriptors, CPU, environment), killed when dropped. Its stderr is kept in `log`,
+/// and drained for its whole life so that a full pipe never blocks its logger.
+pub struct Process {
+    pub child: std::process::Child,
+    pub addr: SocketAddr,
+    log: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Process {
+    /// Starts `cmd` (roverd, which must listen on `127.0.0.1:0`; its stderr is taken
+    /// here) and waits until it says where it listens.
+    pub fn spawn(mut cmd: std::process::Command) -> Process {
+        use std::io::BufRead;
+        let mut child = cmd
+            .env_remove("JOURNAL_STREAM")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start roverd");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let log: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.split("listening on http://").nth(1) {
+                    if let Ok(addr) = rest.trim().trim_end_matches('/').parse::<SocketAddr>() {
+                        let _ = addr_tx.send(addr);
+                    }
+                }
+                sink.lock().expect("log lock").push(line);
+            }
+        });
+        let Ok(addr) = addr_rx.recv_timeout(PATIENCE) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "roverd never said where it listens; its stderr:\n{}",
+                log.lock().expect("log lock").join("\n")
+            );
+        };
+        Process { child, addr, log }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything roverd wrote to stderr so far.
+    pub fn log(&self) -> String {
+        self.log.lock().expect("log lock").join("\n")
+    }
+
+    pub fn log_lines(&self) -> Vec<String> {
+        self.log.lock().expect("log lock").clone()
+    }
+
+    pub async fn status(&self) -> serde_json::Value {
+        let (code, body) = request(self.addr, "GET", "/api/status", &[], Vec::new()).await;
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str(&body).expect("status is JSON")
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
