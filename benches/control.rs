@@ -8,7 +8,7 @@
 
 use roverd::control::{respond, Access, Control};
 use roverd::motors::{MotorError, Motors};
-use roverd::safety::{Limits, Wheel};
+use roverd::safety::{MotorLimits, Wheel};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
@@ -41,7 +41,7 @@ async fn run(ramp_per_s: f64, commands: usize) -> Vec<Duration> {
     let (tx, mut writes) = mpsc::unbounded_channel();
     let control = Control::start_with(
         Box::new(Timed(tx)),
-        Limits {
+        MotorLimits {
             deadman: Duration::from_millis(500),
             max_speed: 1.0,
             ramp_per_s,

@@ -1,4 +1,4 @@
-//! The figures for issue 2's closing note: `cargo bench --bench stream` (or
+//! The streaming figures: `cargo bench --bench stream` (or
 //! `cargo bench --bench stream -- --quick` for a shorter run).
 //!
 //! 1. openh264 frames/s on the test pattern at 320x240, 640x480 and 1280x720, one thread,

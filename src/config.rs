@@ -35,7 +35,7 @@ const TRIM: RangeInclusive<f64> = 0.0..=1.0;
 const GPIO: RangeInclusive<u8> = 0..=27;
 const MIN_TOKEN_LEN: usize = 8;
 const OFFERS_PER_MINUTE: RangeInclusive<u32> = 1..=600;
-const BODY_BYTES: RangeInclusive<usize> = 4096..=LimitsConfig::MAX_BODY_BYTES;
+const BODY_BYTES: RangeInclusive<usize> = 4096..=ClientLimits::MAX_BODY_BYTES;
 /// The parser's own cap ([`crate::protocol::MAX_MESSAGE_BYTES`]) is the top of the range.
 const MESSAGE_BYTES: RangeInclusive<usize> = 64..=crate::protocol::MAX_MESSAGE_BYTES;
 const MESSAGES_PER_S: RangeInclusive<u32> = 5..=1000;
@@ -50,7 +50,7 @@ const TABLES: [&str; 8] = [
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Config {
     pub http: HttpConfig,
-    pub limits: LimitsConfig,
+    pub limits: ClientLimits,
     pub camera: CameraConfig,
     pub video: VideoConfig,
     pub audio: AudioConfig,
@@ -117,7 +117,7 @@ impl TlsConfig {
 /// What one client may cost the robot. Every limit answers with a clear error and a log
 /// line when hit, and touches no other peer.
 #[derive(Debug, Clone, PartialEq)]
-pub struct LimitsConfig {
+pub struct ClientLimits {
     /// Offers accepted per client IP address per minute: a page stuck in a reconnect loop,
     /// or a script, cannot make the robot set up peer connections without end.
     pub offers_per_minute: u32,
@@ -135,12 +135,12 @@ pub struct LimitsConfig {
     pub idle_timeout_s: u64,
 }
 
-impl LimitsConfig {
+impl ClientLimits {
     /// The top of `limits.body_bytes`' range.
     pub const MAX_BODY_BYTES: usize = 1_048_576;
 }
 
-impl Default for LimitsConfig {
+impl Default for ClientLimits {
     fn default() -> Self {
         Self {
             offers_per_minute: 20,
@@ -854,8 +854,8 @@ impl RawTls {
 }
 
 impl RawLimits {
-    fn lower(self, d: LimitsConfig, p: &mut Vec<Problem>) -> LimitsConfig {
-        LimitsConfig {
+    fn lower(self, d: ClientLimits, p: &mut Vec<Problem>) -> ClientLimits {
+        ClientLimits {
             offers_per_minute: int(
                 p,
                 "limits.offers_per_minute",
@@ -1070,7 +1070,7 @@ fn check_token(p: &mut Vec<Problem>, key: &str, token: Option<&str>) {
     }
 }
 
-impl LimitsConfig {
+impl ClientLimits {
     fn check(&self, p: &mut Vec<Problem>) {
         in_range(
             p,

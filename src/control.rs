@@ -9,7 +9,8 @@
 use crate::config::Config;
 use crate::motors::{self, MotorError, Motors, StopOnDrop};
 use crate::protocol::{parse, Command, Outgoing};
-use crate::safety::{Limits, MotorState, Refusal, Safety, Wheel};
+pub use crate::session::Access;
+use crate::safety::{MotorLimits, MotorState, Refusal, Safety, Wheel};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -43,9 +44,9 @@ pub enum ControlError {
     Stopped,
 }
 
-pub fn limits(config: &Config) -> Limits {
+pub fn limits(config: &Config) -> MotorLimits {
     let m = &config.motors;
-    Limits {
+    MotorLimits {
         deadman: Duration::from_millis(config.control.deadman_ms),
         max_speed: m.max_speed,
         ramp_per_s: m.ramp_per_s,
@@ -68,7 +69,7 @@ impl Control {
     }
 
     /// Starts the motor task on an already opened backend.
-    pub fn start_with(backend: Box<dyn Motors>, limits: Limits) -> Control {
+    pub fn start_with(backend: Box<dyn Motors>, limits: MotorLimits) -> Control {
         let name = backend.name();
         let safety = Safety::new(limits);
         let (state_tx, state) = watch::channel(safety.state());
@@ -129,15 +130,6 @@ fn now() -> Instant {
     tokio::time::Instant::now().into_std()
 }
 
-/// What a peer's token lets it do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    /// Watch and drive: the `http.token`, or anyone when no token is configured.
-    Full,
-    /// Watch only: the `http.viewer_token`. `stop` and `estop` are still obeyed, as from
-    /// any peer, because stopping the robot must never need a permission.
-    Viewer,
-}
 
 /// Answers one text message from `peer`'s data channel: `pong` for a ping, nothing for a
 /// motor command carried out (the `state` that follows is the answer), `error` for
@@ -230,8 +222,8 @@ mod tests {
     use crate::motors::Sim;
     use crate::protocol::Drive;
 
-    fn limits() -> Limits {
-        Limits {
+    fn limits() -> MotorLimits {
+        MotorLimits {
             deadman: Duration::from_millis(500),
             max_speed: 1.0,
             ramp_per_s: 1000.0,

@@ -9,7 +9,7 @@
 
 use crate::config::{Config, ConfigError};
 use crate::protocol::{self, Command, Outgoing};
-use crate::safety::{Limits, Safety, Wheel};
+use crate::safety::{MotorLimits, Safety, Wheel};
 use std::time::{Duration, Instant};
 
 /// What one input came to, for the corpus test to count.
@@ -81,7 +81,7 @@ fn parse_message(text: &str) -> Option<Command> {
 
 /// A session of messages (one per line) through the motor rules.
 fn drive_session(text: &str) {
-    let limits = Limits {
+    let limits = MotorLimits {
         deadman: Duration::from_millis(500),
         max_speed: 0.8,
         ramp_per_s: 4.0,
@@ -148,7 +148,7 @@ fn drive_session(text: &str) {
     assert_eq!(safety.next_deadline(), None);
 }
 
-fn check_motors(safety: &Safety, limits: Limits, line: &str) {
+fn check_motors(safety: &Safety, limits: MotorLimits, line: &str) {
     let state = safety.state();
     for v in [state.left, state.right] {
         assert!(
@@ -251,7 +251,7 @@ pub fn offer(data: &[u8]) -> Outcome {
 
 fn checked_offer(data: &[u8]) -> Result<crate::rtc::Offer, Outcome> {
     // The largest body roverd can be configured to read (limits.body_bytes).
-    if data.len() > crate::config::LimitsConfig::MAX_BODY_BYTES {
+    if data.len() > crate::config::ClientLimits::MAX_BODY_BYTES {
         return Err(Outcome::NotReached);
     }
     let sdp = match crate::http::parse_offer_body(data) {

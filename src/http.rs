@@ -1,4 +1,4 @@
-//! The HTTP API (DESIGN.md, "HTTP API"): the only module that knows the routes.
+//! The HTTP API (docs/protocol.md, "HTTP API"): the only module that knows the routes.
 //!
 //! Every answer that is not a success is JSON `{"error": "..."}` with an explicit status:
 //! 400 bad body, 401 token, 403 foreign Origin or Host (or a viewer token asking to
@@ -6,7 +6,7 @@
 //! `limits.offers_per_minute`, 503 full. No request, however malformed, reaches the media pipeline or the motors
 //! before it has been checked, and no CORS headers are ever sent.
 
-use crate::control::Access;
+use crate::session::Access;
 use crate::server::{App, OfferError};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};

@@ -11,7 +11,7 @@ pub mod control;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod http;
-pub mod limits;
+pub mod ratelimit;
 pub mod logging;
 pub mod media;
 pub mod motors;
@@ -21,6 +21,8 @@ pub mod protocol;
 pub mod rtc;
 pub mod safety;
 pub mod server;
+pub mod session;
+mod sync;
 pub mod tls;
 pub mod web;
 

@@ -54,7 +54,7 @@ impl PeerEntry {
         if self.closed.load(Ordering::Acquire) {
             handle.abort();
         } else {
-            crate::media::video::lock(&self.tasks).push(handle);
+            crate::sync::lock(&self.tasks).push(handle);
         }
     }
 
@@ -63,7 +63,7 @@ impl PeerEntry {
         if self.closed.swap(true, Ordering::AcqRel) {
             return;
         }
-        for task in crate::media::video::lock(&self.tasks).drain(..) {
+        for task in crate::sync::lock(&self.tasks).drain(..) {
             task.abort();
         }
         if let Err(e) = self.pc.close().await {
@@ -111,7 +111,7 @@ impl Peers {
     }
 
     fn table(&self) -> std::sync::MutexGuard<'_, Table> {
-        crate::media::video::lock(&self.table)
+        crate::sync::lock(&self.table)
     }
 
     /// A place for a new peer, or `None` when `max_peers` are connected or connecting.
@@ -178,7 +178,7 @@ impl Peers {
             .values()
             .map(|p| PeerStatus {
                 id: p.id.clone(),
-                state: crate::media::video::lock(&p.state).to_string(),
+                state: crate::sync::lock(&p.state).to_string(),
                 driver: driver == Some(p.id.as_str()),
             })
             .collect();
@@ -224,7 +224,7 @@ async fn supervise(
         tokio::select! {
             event = peer.events.recv() => match event {
                 Some(PeerEvent::State(state)) => {
-                    *crate::media::video::lock(&entry.state) = state;
+                    *crate::sync::lock(&entry.state) = state;
                     log::info!("peer {id}: {state}");
                     match state {
                         RTCPeerConnectionState::Connected if !connected => {

@@ -1,4 +1,4 @@
-//! The data-channel protocol (DESIGN.md, "Data channel protocol"), as pure code.
+//! The data-channel protocol (docs/protocol.md, "Data channel"), as pure code.
 //!
 //! Every message is one JSON object in a text frame. [`parse`] turns a browser's message
 //! into a typed [`Incoming`] or a [`ProtocolError`] whose text the browser is sent back;

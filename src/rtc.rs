@@ -1,13 +1,13 @@
 //! roverd's only contact with the `webrtc` crate: answering an offer with a peer that
 //! sends the shared H.264 and Opus streams and speaks the data-channel protocol.
 //!
-//! webrtc-rs changes its API between releases (NOTES.md); keeping every call to it in this
+//! webrtc-rs changes its API between releases; keeping every call to it in this
 //! file means an upgrade touches one module. Each peer gets its own tracks, but not its
 //! own encoding: the pumps here copy already-packetized payloads from the media fan-out
 //! into RTP packets, so a viewer costs a header and SRTP, not an encoder.
 
 use crate::control::Control;
-use crate::limits::{Bucket, Decision};
+use crate::ratelimit::{Bucket, Decision};
 use crate::media::audio::AudioPacket;
 use crate::media::fanout::{Next, Subscriber};
 use crate::media::video::VideoFrame;
@@ -537,7 +537,7 @@ impl Interceptor for KeyframeRequests {
 /// What one peer's data channels may do, and cost.
 #[derive(Debug, Clone, Copy)]
 pub struct ChannelPolicy {
-    pub access: crate::control::Access,
+    pub access: crate::session::Access,
     pub deadman_ms: u64,
     /// `limits.message_bytes`.
     pub message_bytes: usize,

@@ -1,4 +1,4 @@
-//! The motor safety rules (DESIGN.md, "Safety rules") as a pure state machine.
+//! The motor safety rules (README.md, "Driving") as a pure state machine.
 //!
 //! [`Safety`] takes commands, peer departures and clock ticks, each with the time as an
 //! argument, and answers with the wheel speeds the motors must have now. It never reads
@@ -43,7 +43,7 @@ impl Default for Wheel {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Limits {
+pub struct MotorLimits {
     pub deadman: Duration,
     /// The fraction of full speed any command can reach, (0, 1].
     pub max_speed: f64,
@@ -76,7 +76,7 @@ pub struct MotorState {
 
 #[derive(Debug)]
 pub struct Safety {
-    limits: Limits,
+    limits: MotorLimits,
     /// The lease holder and the time of its last drive command.
     lease: Option<(PeerId, Instant)>,
     /// Wheel speeds asked for (after max_speed), before ramp, trim and invert.
@@ -88,7 +88,7 @@ pub struct Safety {
 }
 
 impl Safety {
-    pub fn new(limits: Limits) -> Self {
+    pub fn new(limits: MotorLimits) -> Self {
         Self {
             limits,
             lease: None,
@@ -228,8 +228,8 @@ mod tests {
 
     const MS: Duration = Duration::from_millis(1);
 
-    fn limits() -> Limits {
-        Limits {
+    fn limits() -> MotorLimits {
+        MotorLimits {
             deadman: 500 * MS,
             max_speed: 1.0,
             // Fast enough that one 100 ms step reaches any speed, unless a test slows it.
@@ -316,7 +316,7 @@ mod tests {
     #[test]
     fn stop_from_any_peer_cuts_to_zero_at_once_but_keeps_the_lease() {
         let t0 = Instant::now();
-        let mut s = Safety::new(Limits {
+        let mut s = Safety::new(MotorLimits {
             ramp_per_s: 1.0,
             ..limits()
         });
@@ -367,7 +367,7 @@ mod tests {
     #[test]
     fn the_ramp_limits_how_fast_drive_commands_change_speed() {
         let t0 = Instant::now();
-        let mut s = Safety::new(Limits {
+        let mut s = Safety::new(MotorLimits {
             ramp_per_s: 4.0,
             ..limits()
         });
@@ -397,7 +397,7 @@ mod tests {
     #[test]
     fn max_speed_trim_and_invert_shape_every_command() {
         let t0 = Instant::now();
-        let mut s = Safety::new(Limits {
+        let mut s = Safety::new(MotorLimits {
             max_speed: 0.5,
             left: Wheel {
                 invert: true,

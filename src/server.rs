@@ -5,8 +5,9 @@
 //! no peer is left sending from a pipeline that is gone.
 
 use crate::config::Config;
-use crate::control::{Access, Control};
-use crate::limits::{Decision, PerClient};
+use crate::control::Control;
+use crate::session::Access;
+use crate::ratelimit::{Decision, PerClient};
 use crate::media::{AudioStatus, Media, MediaError, VideoStatus};
 use crate::peers::{PeerPolicy, PeerStatus, Peers};
 use crate::rtc::RtcError;
@@ -106,7 +107,7 @@ impl App {
         client: IpAddr,
         access: Access,
     ) -> Result<(String, String), OfferError> {
-        let decision = crate::media::video::lock(&self.offers).take(client, Instant::now());
+        let decision = crate::sync::lock(&self.offers).take(client, Instant::now());
         if let Decision::Refused { first, retry_after } = decision {
             if first {
                 log::warn!(

@@ -1,5 +1,5 @@
-//! The HTTP API and the data channel, against a running roverd: every status code of
-//! DESIGN.md, and that no bad request disturbs a connected peer.
+//! The HTTP API and the data channel, against a running roverd: every status code in
+//! docs/protocol.md, and that no bad request disturbs a connected peer.
 
 mod common;
 

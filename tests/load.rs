@@ -1,4 +1,4 @@
-//! Issue 6, load: roverd as its own process (so its RSS and file descriptors are its
+//! Load: roverd as its own process (so its RSS and file descriptors are its
 //! own), one peer watching, while 1,000 malformed requests and 50 connect/disconnect
 //! cycles hit it on loopback. The watcher's stream must have no gap over 200 ms, RSS
 //! must grow by less than 5 MB, and the open descriptors must return to the baseline.

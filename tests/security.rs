@@ -1,4 +1,4 @@
-//! Issue 6: who may watch and drive, browser-borne attacks, every limit, and a driver
+//! Who may watch and drive, browser-borne attacks, every limit, and a driver
 //! whose process dies. Real client peers against roverd on 127.0.0.1.
 
 mod common;

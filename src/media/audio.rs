@@ -8,7 +8,7 @@ use crate::media::fanout::Fanout;
 use crate::media::mic::MicError;
 use crate::media::pattern::{Tone, TONE_HZ};
 use crate::media::pcm::{InputFormat, Xruns};
-use crate::media::video::lock;
+use crate::sync::lock;
 use bytes::Bytes;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

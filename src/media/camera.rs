@@ -13,7 +13,7 @@
 use crate::media::convert::{choose_mode, Converter, Mode, PixelFormat, RawFrame};
 use crate::media::fallback::Feed;
 use crate::media::pattern::I420Frame;
-use crate::media::video::lock;
+use crate::sync::lock;
 use nokhwa::utils::{
     ApiBackend, CameraFormat, CameraIndex, FrameFormat, RequestedFormat, RequestedFormatType,
 };

@@ -13,7 +13,7 @@
 
 use crate::media::audio::{AudioError, AudioSource, SAMPLE_RATE};
 use crate::media::pcm::{self, InputFormat, MicInfo, Pacer, Want, Xruns};
-use crate::media::video::lock;
+use crate::sync::lock;
 use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 use cpal::SampleFormat;
 use std::sync::{Arc, Mutex};

@@ -26,7 +26,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use video::{lock, TestPattern, VideoFrame, VideoSettings, VideoShared, VideoSource};
+use crate::sync::lock;
+use video::{TestPattern, VideoFrame, VideoSettings, VideoShared, VideoSource};
 
 /// How many encoded frames a peer may fall behind before it loses some: about a quarter
 /// of a second of video at 30 fps, and of audio.

@@ -22,7 +22,7 @@
 //! # The time bar code
 //!
 //! Every frame carries its capture time so that a receiver on the same clock
-//! can measure glass-to-glass latency (DESIGN.md, "Media pipeline"):
+//! can measure glass-to-glass latency (docs/protocol.md, "The test pattern's time stamp"):
 //!
 //! - the top [`STAMP_ROWS`] (16) pixel rows hold [`STAMP_BITS`] (32) cells
 //!   side by side across the full width;

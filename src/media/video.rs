@@ -12,6 +12,7 @@
 use crate::media::fanout::Fanout;
 use crate::media::h264;
 use crate::media::pattern::{self, I420Frame};
+use crate::sync::lock;
 use bytes::Bytes;
 use openh264::encoder::{
     BitRate, Encoder, EncoderConfig, FrameRate, FrameType, IntraFramePeriod, RateControlMode,
@@ -333,8 +334,3 @@ impl RateWindow {
     }
 }
 
-/// A poisoned stats lock only means another thread panicked mid-update; the value is
-/// still a usable string.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}

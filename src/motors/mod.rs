@@ -58,7 +58,7 @@ impl Motors for Sim {
     }
 
     fn set(&mut self, left: f64, right: f64) -> Result<(), MotorError> {
-        let mut r = crate::media::video::lock(&self.record);
+        let mut r = crate::sync::lock(&self.record);
         r.left = left;
         r.right = right;
         r.writes += 1;

@@ -4,7 +4,7 @@
 // /api/status), opens its page, and drives with the keyboard and the E-STOP
 // button as a user would, watching the motors through /api/status. Also
 // measures, inside the page, the time from a key press to the first `state`
-// message with moving motors (the "key-to-motor" bench figure of issue 4).
+// message with moving motors (the "key-to-motor" bench figure).
 //
 // Run from the repo root:  npm ci --prefix tests/browser && node --test tests/browser/
 // Env: see harness.mjs (ROVERD_BIN, CHROMIUM, ROVERD_WEB_DIR); DRIVE_BENCH_PRESSES
