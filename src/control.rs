@@ -9,8 +9,8 @@
 use crate::config::Config;
 use crate::motors::{self, MotorError, Motors, StopOnDrop};
 use crate::protocol::{parse, Command, Outgoing};
-pub use crate::session::Access;
 use crate::safety::{MotorLimits, MotorState, Refusal, Safety, Wheel};
+pub use crate::session::Access;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -129,7 +129,6 @@ impl Control {
 fn now() -> Instant {
     tokio::time::Instant::now().into_std()
 }
-
 
 /// Answers one text message from `peer`'s data channel: `pong` for a ping, nothing for a
 /// motor command carried out (the `state` that follows is the answer), `error` for

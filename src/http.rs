@@ -6,8 +6,8 @@
 //! `limits.offers_per_minute`, 503 full. No request, however malformed, reaches the media pipeline or the motors
 //! before it has been checked, and no CORS headers are ever sent.
 
-use crate::session::Access;
 use crate::server::{App, OfferError};
+use crate::session::Access;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;

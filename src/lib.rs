@@ -11,13 +11,13 @@ pub mod control;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod http;
-pub mod ratelimit;
 pub mod logging;
 pub mod media;
 pub mod motors;
 pub mod notify;
 pub mod peers;
 pub mod protocol;
+pub mod ratelimit;
 pub mod rtc;
 pub mod safety;
 pub mod server;

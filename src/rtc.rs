@@ -7,12 +7,12 @@
 //! into RTP packets, so a viewer costs a header and SRTP, not an encoder.
 
 use crate::control::Control;
-use crate::ratelimit::{Bucket, Decision};
 use crate::media::audio::AudioPacket;
 use crate::media::fanout::{Next, Subscriber};
 use crate::media::video::VideoFrame;
 use crate::media::Media;
 use crate::protocol::{Command, Outgoing};
+use crate::ratelimit::{Bucket, Decision};
 use crate::safety::MotorState;
 use rtc::interceptor::{
     Attribute, Interceptor, Packet as InterceptorPacket, Slot, StreamInfo, TaggedPacket,

@@ -6,11 +6,11 @@
 
 use crate::config::Config;
 use crate::control::Control;
-use crate::session::Access;
-use crate::ratelimit::{Decision, PerClient};
 use crate::media::{AudioStatus, Media, MediaError, VideoStatus};
 use crate::peers::{PeerPolicy, PeerStatus, Peers};
+use crate::ratelimit::{Decision, PerClient};
 use crate::rtc::RtcError;
+use crate::session::Access;
 use hyper::header::HeaderValue;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Serialize;

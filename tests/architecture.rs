@@ -53,7 +53,11 @@ fn code(text: &str) -> String {
     let mut lines = text.lines().peekable();
     while let Some(line) = lines.next() {
         let t = line.trim_start();
-        if t == "#[cfg(test)]" && lines.peek().is_some_and(|n| n.trim_start() == "mod tests {") {
+        if t == "#[cfg(test)]"
+            && lines
+                .peek()
+                .is_some_and(|n| n.trim_start() == "mod tests {")
+        {
             break;
         }
         if t.starts_with("//") {
@@ -73,7 +77,10 @@ fn paths(code: &str) -> Vec<String> {
     while let Some(at) = find_use(rest) {
         let after = &rest[at..];
         let end = after.find(';').unwrap_or(after.len());
-        let tree: String = after[..end].chars().filter(|c| !c.is_whitespace()).collect();
+        let tree: String = after[..end]
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect();
         expand("", &tree, &mut found);
         rest = &after[end..];
     }
@@ -188,7 +195,12 @@ fn import_graph() -> BTreeMap<String, BTreeSet<String>> {
     let sources: Vec<(String, String)> = files
         .iter()
         .filter(|f| !f.ends_with("main.rs") && !f.ends_with("lib.rs"))
-        .map(|f| (module_name(&src, f), fs::read_to_string(f).expect("readable")))
+        .map(|f| {
+            (
+                module_name(&src, f),
+                fs::read_to_string(f).expect("readable"),
+            )
+        })
         .collect();
     let modules: BTreeSet<String> = sources.iter().map(|(m, _)| m.clone()).collect();
     let mut graph = BTreeMap::new();
@@ -291,22 +303,31 @@ fn no_module_imports_from_a_module_that_imports_from_it() {
 
 #[test]
 fn the_cycle_finder_sees_a_cycle_through_use_trees_super_and_inline_paths() {
-    let modules: BTreeSet<String> = ["a", "a::b", "c"].iter().map(|s| s.to_string()).collect();
+    let modules: BTreeSet<String> = ["a", "a::b", "c", "d"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     let mut graph = BTreeMap::new();
     let a = "use crate::{c::X, a::b::{Y, Z}};\n";
     let b = "fn f() { super::g(); }\n";
-    let c = "fn h() -> crate::a::b::Y { todo!() }\n";
-    for (m, text) in [("a", a), ("a::b", b), ("c", c)] {
+    let c = "// crate::a::b in a comment is no import\nfn h() -> crate::d::Q { todo!() }\n";
+    for (m, text) in [("a", a), ("a::b", b), ("c", c), ("d", "")] {
         let edges: BTreeSet<String> = paths(&code(text))
             .iter()
             .filter_map(|p| target(p, m, &modules))
             .collect();
         graph.insert(m.to_owned(), edges);
     }
-    assert_eq!(graph["a"], ["a::b", "c"].iter().map(|s| s.to_string()).collect());
+    assert_eq!(
+        graph["a"],
+        ["a::b", "c"].iter().map(|s| s.to_string()).collect()
+    );
     assert_eq!(graph["a::b"], ["a".to_owned()].into_iter().collect());
-    assert_eq!(graph["c"], ["a::b".to_owned()].into_iter().collect());
-    assert_eq!(cycles(&graph), vec![vec!["a".to_owned(), "a::b".to_owned()]]);
+    assert_eq!(graph["c"], ["d".to_owned()].into_iter().collect());
+    assert_eq!(
+        cycles(&graph),
+        vec![vec!["a".to_owned(), "a::b".to_owned()]]
+    );
 }
 
 #[test]
@@ -342,8 +363,18 @@ fn the_pure_core_names_no_device_runtime_or_network_crate() {
         "media/h264.rs",
     ];
     let banned = [
-        "tokio::", "hyper::", "webrtc::", "nokhwa::", "cpal::", "rppal::", "v4l::", "Instant::now",
-        "SystemTime::now", "std::fs", "std::net::TcpStream", "std::thread",
+        "tokio::",
+        "hyper::",
+        "webrtc::",
+        "nokhwa::",
+        "cpal::",
+        "rppal::",
+        "v4l::",
+        "Instant::now",
+        "SystemTime::now",
+        "std::fs",
+        "std::net::TcpStream",
+        "std::thread",
     ];
     let mut found = Vec::new();
     for file in pure {
@@ -400,5 +431,8 @@ fn the_repository_cites_only_what_it_contains() {
             }
         }
     }
-    assert!(found.is_empty(), "citations of files or issues outside the repository: {found:#?}");
+    assert!(
+        found.is_empty(),
+        "citations of files or issues outside the repository: {found:#?}"
+    );
 }

@@ -14,8 +14,8 @@
 
 use crate::media::convert::Mode;
 use crate::media::pattern::{self, I420Frame};
-use crate::sync::lock;
 use crate::media::video::{unix_ms, Captured, VideoError, VideoSource};
+use crate::sync::lock;
 use serde::Serialize;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

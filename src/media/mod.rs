@@ -17,6 +17,7 @@ pub mod pcm;
 pub mod video;
 
 use crate::config::{AudioDevice, CameraDevice, Config};
+use crate::sync::lock;
 use audio::{AudioPacket, AudioShared, AudioSource, TestTone};
 use fallback::{CameraSource, CameraStatus, SharedCameraStatus, Timing};
 use fanout::{Fanout, Subscriber};
@@ -26,7 +27,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use crate::sync::lock;
 use video::{TestPattern, VideoFrame, VideoSettings, VideoShared, VideoSource};
 
 /// How many encoded frames a peer may fall behind before it loses some: about a quarter
