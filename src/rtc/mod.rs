@@ -3,9 +3,9 @@
 //!
 //! webrtc-rs changes its API between releases; keeping every call to it in this module
 //! means an upgrade touches one place. Each peer gets its own tracks, but not its own
-//! encoding: the pumps ([`pump`]) copy already-packetized payloads from the media fan-out
-//! into RTP packets, so a viewer costs a header and SRTP, not an encoder. [`keyframes`]
-//! turns a peer's PLI and FIR into a keyframe request; [`datachannel`] moves a data
+//! encoding: the pumps (`pump`) copy already-packetized payloads from the media fan-out
+//! into RTP packets, so a viewer costs a header and SRTP, not an encoder. `keyframes`
+//! turns a peer's PLI and FIR into a keyframe request; `datachannel` moves a data
 //! channel's bytes to and from its [`Session`](crate::session::Session).
 
 mod datachannel;
