@@ -1,14 +1,15 @@
 //! Command latency: from a data-channel message in hand to the motor backend being
-//! written, through exactly the path the data channel uses (`control::respond`: parse,
-//! the motor task, the safety rules, the backend).
+//! written, through exactly the path the data channel uses (the `Session`'s checks and
+//! parse, then `Control`: the motor task, the safety rules, the backend).
 //!
 //! `cargo bench --bench control` prints p50/p99/max over 10,000 drive commands, each from
 //! rest (a stop between them, as between key presses), with the default ramp (4/s) and
 //! with the ramp off.
 
-use roverd::control::{respond, Access, Control};
+use roverd::control::Control;
 use roverd::motors::{MotorError, Motors};
 use roverd::safety::{MotorLimits, Wheel};
+use roverd::session::{Access, ChannelPolicy, Session, Step};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
@@ -37,6 +38,19 @@ async fn next_write(writes: &mut mpsc::UnboundedReceiver<Instant>) -> Instant {
         .expect("motor task alive")
 }
 
+/// One text message through the session and, if it is a motor command, the motor task,
+/// as the data channel does it. True when it was carried out without a reply.
+async fn handle(session: &mut Session, control: &Control, text: &str) -> bool {
+    match session.on_message(Instant::now(), text.as_bytes(), true) {
+        Step::Command(order) => match control.command("bench", order.command.clone()).await {
+            Ok(()) => true,
+            Err(e) => session.refused(&order, &e).is_none(),
+        },
+        Step::Nothing => false,
+        Step::Reply(_) => false,
+    }
+}
+
 async fn run(ramp_per_s: f64, commands: usize) -> Vec<Duration> {
     let (tx, mut writes) = mpsc::unbounded_channel();
     let control = Control::start_with(
@@ -49,6 +63,14 @@ async fn run(ramp_per_s: f64, commands: usize) -> Vec<Duration> {
             right: Wheel::default(),
         },
     );
+    let policy = ChannelPolicy {
+        access: Access::Full,
+        deadman_ms: 500,
+        message_bytes: roverd::protocol::MAX_MESSAGE_BYTES,
+        // No rate limit in the way: every command is measured.
+        messages_per_s: u32::MAX,
+    };
+    let mut session = Session::new("bench".into(), policy, Instant::now());
     let mut latencies = Vec::with_capacity(commands);
     for i in 0..commands {
         let speed = if i % 2 == 0 { 0.5 } else { -0.5 };
@@ -56,17 +78,11 @@ async fn run(ramp_per_s: f64, commands: usize) -> Vec<Duration> {
         while writes.try_recv().is_ok() {}
         let sent = Instant::now();
         assert!(
-            respond(&control, "bench", Access::Full, &drive)
-                .await
-                .is_none(),
+            handle(&mut session, &control, &drive).await,
             "drive refused"
         );
         latencies.push(next_write(&mut writes).await - sent);
-        assert!(
-            respond(&control, "bench", Access::Full, r#"{"type":"stop"}"#)
-                .await
-                .is_none()
-        );
+        assert!(handle(&mut session, &control, r#"{"type":"stop"}"#).await);
         next_write(&mut writes).await;
     }
     control.halt().await;
@@ -77,7 +93,7 @@ fn main() {
     let commands = 10_000;
     println!("roverd command latency: cargo bench --bench control");
     println!(
-        "message in hand -> control::respond -> motor task -> backend written, {commands} drives from rest"
+        "message in hand -> session -> motor task -> backend written, {commands} drives from rest"
     );
     // roverd itself runs a multi-threaded runtime, where the motor task may wake on the
     // other worker; the single-threaded figure isolates roverd's own work.

@@ -8,7 +8,7 @@
 
 use crate::config::Config;
 use crate::motors::{self, MotorError, Motors, StopOnDrop};
-use crate::protocol::{parse, Command, Outgoing};
+use crate::protocol::Command;
 use crate::safety::{MotorLimits, MotorState, Refusal, Safety, Wheel};
 pub use crate::session::Access;
 use std::time::{Duration, Instant};
@@ -128,37 +128,6 @@ impl Control {
 /// The time as tokio sees it, so that tests with a paused clock run in virtual time.
 fn now() -> Instant {
     tokio::time::Instant::now().into_std()
-}
-
-/// Answers one text message from `peer`'s data channel: `pong` for a ping, nothing for a
-/// motor command carried out (the `state` that follows is the answer), `error` for
-/// anything refused. This is the whole path from a message to the motors.
-pub async fn respond(
-    control: &Control,
-    peer: &str,
-    access: Access,
-    text: &str,
-) -> Option<Outgoing> {
-    let incoming = match parse(text) {
-        Ok(incoming) => incoming,
-        Err(e) => return Some(e.into()),
-    };
-    match incoming.command {
-        Command::Ping { t } => Some(Outgoing::Pong { t }),
-        Command::Drive(_) | Command::Reset if access == Access::Viewer => Some(Outgoing::Error {
-            message: "this viewer's token can watch but not drive; open the page with the \
-                      robot's full token (http.token) to drive"
-                .into(),
-            seq: incoming.seq,
-        }),
-        command => match control.command(peer, command).await {
-            Ok(()) => None,
-            Err(e) => Some(Outgoing::Error {
-                message: e.to_string(),
-                seq: incoming.seq,
-            }),
-        },
-    }
 }
 
 async fn run(

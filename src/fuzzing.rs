@@ -24,7 +24,8 @@ pub enum Outcome {
 }
 
 /// The data channel: one text frame through [`protocol::parse`], as
-/// `rtc::serve_data_channel` does (a frame that is not UTF-8 is refused before parsing).
+/// [`crate::session::Session::on_message`] does (a frame that is not UTF-8 is refused
+/// before parsing).
 ///
 /// If the input has several lines, each line is also sent as one message, alternately from
 /// two peers 30 ms apart, through the motor rules ([`Safety`]), checking after every step
