@@ -28,13 +28,18 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 root="$PWD/target/nspawn/root"
-if [ ! -x "$root/lib/systemd/systemd" ]; then
+# The container has no network (--private-network), so apt inside it cannot fetch the
+# package's dependencies: the root is made with them. Change the list, and the stamp
+# makes the root anew.
+include=systemd,systemd-sysv,dbus,adduser,libstdc++6,libasound2
+if [ ! -x "$root/lib/systemd/systemd" ] || [ "$(cat "$root.include" 2>/dev/null)" != "$include" ]; then
   say "making a minimal Debian bookworm with systemd in $root (once)"
-  rm -rf "$root.partial"
+  rm -rf "$root" "$root.partial"
   mkdir -p "$(dirname "$root")"
-  debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus,adduser,libstdc++6 \
+  debootstrap --variant=minbase --include="$include" \
     bookworm "$root.partial" http://deb.debian.org/debian >/dev/null
   mv "$root.partial" "$root"
+  echo "$include" >"$root.include"
 fi
 
 tmp=$(mktemp -d)
