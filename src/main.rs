@@ -85,9 +85,9 @@ fn check_config(file: &Path) -> ExitCode {
 
 fn load_config(cli: &Cli) -> anyhow::Result<(Config, String)> {
     let (mut config, origin) = match &cli.config {
-        Some(path) => (Config::load(path)?, path.display().to_string()),
+        Some(path) => (Config::load(path)?.into_inner(), path.display().to_string()),
         None if Path::new(SYSTEM_CONFIG).exists() => (
-            Config::load(Path::new(SYSTEM_CONFIG))?,
+            Config::load(Path::new(SYSTEM_CONFIG))?.into_inner(),
             SYSTEM_CONFIG.to_owned(),
         ),
         None => (Config::default(), "built-in defaults".to_owned()),
