@@ -180,7 +180,7 @@ pub fn config(data: &[u8]) -> Outcome {
     match Config::from_toml_str(text) {
         Ok(config) => {
             // What parsing accepts, validation accepts, and the motor rules can use.
-            if let Err(problems) = config.validate() {
+            if let Err(problems) = Config::clone(&config).validate() {
                 panic!("{text:?} parsed but does not validate: {problems:?}");
             }
             let limits = crate::control::limits(&config);

@@ -2,12 +2,16 @@
 //! WebRTC, and driving it from the same page.
 //!
 //! The map of the modules is in ARCHITECTURE.md. In short: `config` and `protocol` are
-//! pure, and so is `safety`, the motor rules; `control` applies them to `motors`; `media` captures and encodes once per medium on its own threads; `rtc` is the only
-//! module that calls webrtc-rs; `peers` owns peer lifetimes; `http` owns the routes;
-//! `server::serve` ties them together from start to shutdown.
+//! pure, and so is `safety`, the motor rules; `control` applies them to `motors`; `media`
+//! captures and encodes once per medium on its own threads; `rtc` is the only module that
+//! calls webrtc-rs; `peers` owns peer lifetimes; `http` owns the routes and what a request
+//! may do; `server::serve` builds the rest and ties it together from start to shutdown;
+//! `daemon::run` is the process around it (runtime, signals, the time allowed to stop).
 
+mod cli;
 pub mod config;
 pub mod control;
+mod daemon;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod http;
@@ -26,6 +30,8 @@ mod sync;
 pub mod tls;
 pub mod web;
 
+pub use cli::{check_config, devices};
+pub use daemon::{run, RunError, RunOptions};
 pub use server::{serve, serve_on, Listeners};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -11,9 +11,9 @@
 //!
 //! Without `NOTIFY_SOCKET` (roverd not started by systemd) every call here is a silent
 //! no-op and [`supervise`] returns at once. The decision "did the pipeline move?" is the
-//! pure [`Progress`]; the rest is the task around it.
+//! pure [`Progress`]; the rest is the task around it, which sees the pipeline only through
+//! [`Pipeline`].
 
-use crate::server::App;
 use sd_notify::NotifyState;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,6 +21,16 @@ use std::time::Duration;
 
 /// How often the readiness check looks at the encoders before `READY=1`.
 const READY_POLL: Duration = Duration::from_millis(20);
+
+/// What [`supervise`] watches: the encoders, as the daemon sees them.
+pub trait Pipeline: Send + Sync {
+    /// Ready to be watched: what `/healthz` answers 200 to.
+    fn healthy(&self) -> bool;
+    /// The frames encoded so far: (video, audio).
+    fn frames_encoded(&self) -> (u64, u64);
+    /// Whether there is an audio track, whose encoder must progress too.
+    fn has_audio(&self) -> bool;
+}
 
 /// Whether the media pipeline moved between two watchdog ticks.
 #[derive(Debug, Default)]
@@ -74,13 +84,13 @@ pub fn stopping() {
     send(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
 }
 
-/// Sends `READY=1` once `app`, listening on `addr`, is healthy, then pings the watchdog while the pipeline
-/// progresses, until the task is dropped (`serve` aborts it at shutdown).
-pub async fn supervise(app: Arc<App>, addr: SocketAddr) {
+/// Sends `READY=1` once `pipeline`, served on `addr`, is healthy, then pings the watchdog
+/// while it progresses, until the task is dropped (`serve` aborts it at shutdown).
+pub async fn supervise<P: Pipeline + ?Sized>(pipeline: Arc<P>, addr: SocketAddr) {
     if !enabled() {
         return;
     }
-    while app.health().is_err() {
+    while !pipeline.healthy() {
         tokio::time::sleep(READY_POLL).await;
     }
     let status = format!("serving on http://{addr}/");
@@ -91,15 +101,15 @@ pub async fn supervise(app: Arc<App>, addr: SocketAddr) {
         return;
     };
     log::debug!("pinging systemd's watchdog every {interval:?} while the encoders run");
-    let mut progress = Progress::new(app.media.frames_encoded());
+    let mut progress = Progress::new(pipeline.frames_encoded());
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticks.tick().await; // the first tick is immediate
     let mut stalled = false;
     loop {
         ticks.tick().await;
-        let frames = app.media.frames_encoded();
-        if progress.advanced(frames, app.media.has_audio()) {
+        let frames = pipeline.frames_encoded();
+        if progress.advanced(frames, pipeline.has_audio()) {
             if stalled {
                 log::info!("the encoders produce frames again");
                 stalled = false;

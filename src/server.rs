@@ -1,24 +1,17 @@
-//! The running daemon: [`serve`] owns the media pipeline, the peers and the HTTP listener
-//! from start to shutdown. [`App`] is the state every request sees.
+//! The running daemon: [`serve`] builds the motors, the media pipeline and the request
+//! state ([`crate::http::App`]), accepts connections on the listeners, and shuts it all
+//! down in order.
 //!
 //! Shutdown order matters: stop accepting, close every peer, then stop the encoders, so
 //! no peer is left sending from a pipeline that is gone.
 
-use crate::config::Config;
+use crate::config::ValidConfig;
 use crate::control::Control;
-use crate::media::{AudioStatus, Media, MediaError, VideoStatus};
-use crate::peers::{PeerPolicy, PeerStatus, Peers};
-use crate::ratelimit::{Decision, PerClient};
-use crate::rtc::RtcError;
-use crate::session::Access;
-use hyper::header::HeaderValue;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use serde::Serialize;
+use crate::http::{serve_connection, App, HEADER_TIMEOUT};
+use crate::media::{Media, MediaError};
 use std::future::Future;
-use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-use subtle::ConstantTimeEq;
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 
 #[derive(Debug, thiserror::Error)]
@@ -39,188 +32,6 @@ pub struct Listeners {
     /// Bound on `http.tls.listen`; ignored unless `http.tls` is set.
     pub https: Option<TcpListener>,
 }
-
-#[derive(Debug, thiserror::Error)]
-pub enum OfferError {
-    #[error("the robot already has {0} viewers")]
-    Full(usize),
-    #[error("too many connection attempts from this address")]
-    TooMany { retry_after: Duration },
-    #[error(transparent)]
-    Rtc(#[from] RtcError),
-}
-
-pub struct App {
-    pub config: Config,
-    pub media: Arc<Media>,
-    pub peers: Arc<Peers>,
-    pub control: Control,
-    started: Instant,
-    /// The machine's own names, for the Host check: its hostname and hostname.local.
-    own_names: Vec<String>,
-    /// `limits.offers_per_minute`, per client address.
-    offers: Mutex<PerClient>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct Status {
-    pub version: &'static str,
-    pub uptime_s: f64,
-    pub video: VideoStatus,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub audio: Option<AudioStatus>,
-    pub peers: Vec<PeerStatus>,
-    pub motors: MotorStatus,
-}
-
-#[derive(Debug, Serialize)]
-pub struct MotorStatus {
-    pub backend: &'static str,
-    pub left: f64,
-    pub right: f64,
-    pub estop: bool,
-}
-
-impl App {
-    pub fn new(config: Config, media: Arc<Media>, control: Control) -> Self {
-        let peers = Arc::new(Peers::new(config.http.max_peers));
-        let own_names = machine_hostname()
-            .map(|h| vec![format!("{h}.local"), h])
-            .unwrap_or_default();
-        Self {
-            media,
-            peers,
-            control,
-            started: Instant::now(),
-            own_names,
-            offers: Mutex::new(PerClient::new(config.limits.offers_per_minute)),
-            config,
-        }
-    }
-
-    /// Answers an offer from `client` (its address, for the rate limit) that reached us
-    /// on `local_ip`, and admits the peer with what `access` allows.
-    pub async fn offer(
-        &self,
-        sdp: String,
-        local_ip: IpAddr,
-        client: IpAddr,
-        access: Access,
-    ) -> Result<(String, String), OfferError> {
-        let decision = crate::sync::lock(&self.offers).take(client, Instant::now());
-        if let Decision::Refused { first, retry_after } = decision {
-            if first {
-                log::warn!(
-                    "refusing offers from {client}: more than {} a minute (limits.offers_per_minute)",
-                    self.config.limits.offers_per_minute
-                );
-            }
-            return Err(OfferError::TooMany { retry_after });
-        }
-        let slot = self
-            .peers
-            .reserve()
-            .ok_or(OfferError::Full(self.config.http.max_peers))?;
-        let peer = crate::rtc::answer(sdp, local_ip, &self.media).await?;
-        let answer = peer.answer.clone();
-        let id = self.peers.admit(
-            slot,
-            peer,
-            Arc::clone(&self.media),
-            self.control.clone(),
-            self.peer_policy(access),
-        );
-        log::info!(
-            "peer {id} answered; {} connected or connecting",
-            self.peers.len()
-        );
-        Ok((answer, id))
-    }
-
-    pub fn status(&self) -> Status {
-        let (video, audio) = self.media.status();
-        let motors = self.control.state();
-        Status {
-            version: crate::VERSION,
-            uptime_s: (self.started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
-            video,
-            audio,
-            peers: self.peers.list(motors.driver.as_deref()),
-            motors: MotorStatus {
-                backend: self.control.backend(),
-                left: motors.left,
-                right: motors.right,
-                estop: motors.estop,
-            },
-        }
-    }
-
-    /// Healthy once every encoder has produced output.
-    pub fn health(&self) -> Result<(), String> {
-        let (video, audio) = self.media.frames_encoded();
-        if video == 0 {
-            return Err("the video encoder has not produced a frame yet".into());
-        }
-        if self.media.has_audio() && audio == 0 {
-            return Err("the audio encoder has not produced a frame yet".into());
-        }
-        Ok(())
-    }
-
-    fn peer_policy(&self, access: Access) -> PeerPolicy {
-        let limits = &self.config.limits;
-        PeerPolicy {
-            channel: crate::rtc::ChannelPolicy {
-                access,
-                deadman_ms: self.config.control.deadman_ms,
-                message_bytes: limits.message_bytes,
-                messages_per_s: limits.messages_per_s,
-            },
-            connect_timeout: Duration::from_secs(limits.connect_timeout_s),
-            idle_timeout: Duration::from_secs(limits.idle_timeout_s),
-        }
-    }
-
-    /// What the `Authorization` header allows: `None` when a token is configured and the
-    /// header holds neither it nor the viewer token. Both are compared in constant time,
-    /// and both always, so the timing tells nothing about which one nearly matched.
-    pub fn access(&self, header: Option<&HeaderValue>) -> Option<Access> {
-        let Some(full) = &self.config.http.token else {
-            return Some(Access::Full);
-        };
-        let given = header
-            .and_then(|h| h.to_str().ok())
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .unwrap_or("")
-            .as_bytes();
-        let is_full: bool = given.ct_eq(full.as_bytes()).into();
-        let is_viewer: bool = match &self.config.http.viewer_token {
-            Some(viewer) => given.ct_eq(viewer.as_bytes()).into(),
-            None => false,
-        };
-        match (is_full, is_viewer) {
-            (true, _) => Some(Access::Full),
-            (false, true) => Some(Access::Viewer),
-            (false, false) => None,
-        }
-    }
-
-    pub fn host_allowed(&self, name: &str) -> bool {
-        let name = name.trim_end_matches('.');
-        name.parse::<IpAddr>().is_ok()
-            || name.eq_ignore_ascii_case("localhost")
-            || self.own_names.iter().any(|n| n.eq_ignore_ascii_case(name))
-            || self
-                .config
-                .http
-                .allowed_hosts
-                .iter()
-                .any(|n| n.eq_ignore_ascii_case(name))
-    }
-}
-
-/// How long a client may take to send its request headers (or its TLS handshake).
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Out of file descriptors and the like: wait rather than spin.
 async fn accept_failed(e: std::io::Error) {
@@ -245,42 +56,10 @@ async fn accept_https(
     }
 }
 
-/// Serves HTTP/1.1 on one connection, plain or TLS.
-async fn serve_connection<S>(
-    app: Arc<App>,
-    stream: S,
-    local: std::net::SocketAddr,
-    remote: std::net::SocketAddr,
-) where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let service = hyper::service::service_fn(move |req| {
-        let app = Arc::clone(&app);
-        async move {
-            Ok::<_, std::convert::Infallible>(crate::http::handle(app, req, local, remote).await)
-        }
-    });
-    let conn = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
-        // A client that trickles its headers cannot hold a connection forever.
-        .header_read_timeout(HEADER_TIMEOUT)
-        .serve_connection(TokioIo::new(stream), service);
-    if let Err(e) = conn.await {
-        log::debug!("connection from {remote}: {e}");
-    }
-}
-
-fn machine_hostname() -> Option<String> {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-}
-
 /// Runs roverd on `listener` (plain HTTP only) until `shutdown` completes, then closes
 /// every peer and stops the pipeline. Tests call this with a listener on 127.0.0.1:0.
 pub async fn serve(
-    config: Config,
+    config: ValidConfig,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
@@ -293,7 +72,7 @@ pub async fn serve(
 
 /// [`serve`] on HTTP and, when `http.tls` is set and `listeners.https` given, HTTPS.
 pub async fn serve_on(
-    config: Config,
+    config: ValidConfig,
     listeners: Listeners,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {

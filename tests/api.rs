@@ -251,7 +251,7 @@ async fn a_peer_that_closes_is_forgotten() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_configured_token_is_required_for_the_api_but_not_the_page() {
     let mut config = test_config();
-    config.http.token = Some("correct horse battery".into());
+    config.http.token = Some("correct-horse-battery".into());
     let server = Server::start(config).await;
     let addr = server.addr;
     assert_eq!(server.get("/").await.0, 200);
@@ -269,7 +269,7 @@ async fn a_configured_token_is_required_for_the_api_but_not_the_page() {
             .0,
         401
     );
-    let right = [("authorization", "Bearer correct horse battery")];
+    let right = [("authorization", "Bearer correct-horse-battery")];
     assert_eq!(
         request(addr, "GET", "/api/status", &right, vec![]).await.0,
         200

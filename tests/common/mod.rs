@@ -39,6 +39,7 @@ pub struct Server {
 
 impl Server {
     pub async fn start(config: Config) -> Server {
+        let config = config.validate().expect("the test's config breaks a rule");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind loopback");

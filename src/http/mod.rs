@@ -1,21 +1,33 @@
 //! The HTTP API (docs/protocol.md, "HTTP API"): the only module that knows the routes.
+//! It owns what a request may do: the token → access mapping and the Host/Origin policy
+//! (`access`), and the offer rate limit with the rest of the request state (`app`).
 //!
 //! Every answer that is not a success is JSON `{"error": "..."}` with an explicit status:
 //! 400 bad body, 401 token, 403 foreign Origin or Host (or a viewer token asking to
 //! close a peer), 404, 405, 413 over `limits.body_bytes` (64 KiB), 429 over
-//! `limits.offers_per_minute`, 503 full. No request, however malformed, reaches the media pipeline or the motors
-//! before it has been checked, and no CORS headers are ever sent.
+//! `limits.offers_per_minute`, 503 full. No request, however malformed, reaches the media
+//! pipeline or the motors before it has been checked, and no CORS headers are ever sent.
 
-use crate::server::{App, OfferError};
+mod access;
+mod app;
+
+pub use access::{host_name, RequestPolicy};
+pub use app::{App, MotorStatus, OfferError, Status};
+
 use crate::session::Access;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
+
+/// How long a client may take to send its request headers (or its TLS handshake).
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub type HttpResponse = Response<Full<Bytes>>;
 
@@ -43,7 +55,7 @@ pub async fn handle(
     local: SocketAddr,
     remote: SocketAddr,
 ) -> HttpResponse {
-    if let Err(refusal) = check_host_and_origin(&app, &req) {
+    if let Err(refusal) = app.policy().check_host_and_origin(&req) {
         log::warn!("refused {} {}: {}", req.method(), req.uri().path(), refusal);
         return error(StatusCode::FORBIDDEN, &refusal);
     }
@@ -53,7 +65,9 @@ pub async fn handle(
     // The page, its assets and /healthz are open: the page is what asks for the token.
     let access = match needs_token {
         false => Some(Access::Full),
-        true => app.access(req.headers().get(header::AUTHORIZATION)),
+        true => app
+            .policy()
+            .access(req.headers().get(header::AUTHORIZATION)),
     };
     let Some(access) = access else {
         log::info!("refused {method} {path} from {remote}: no valid token");
@@ -110,6 +124,25 @@ pub async fn handle(
             resp
         }
         (_, p) => error(StatusCode::NOT_FOUND, &format!("nothing at {p}")),
+    }
+}
+
+/// Serves HTTP/1.1 on one connection, plain or TLS, until the client closes it.
+pub async fn serve_connection<S>(app: Arc<App>, stream: S, local: SocketAddr, remote: SocketAddr)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| {
+        let app = Arc::clone(&app);
+        async move { Ok::<_, std::convert::Infallible>(handle(app, req, local, remote).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        // A client that trickles its headers cannot hold a connection forever.
+        .header_read_timeout(HEADER_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), service);
+    if let Err(e) = conn.await {
+        log::debug!(target: "roverd::server", "connection from {remote}: {e}");
     }
 }
 
@@ -221,56 +254,6 @@ pub fn parse_offer_body(body: &[u8]) -> Result<String, String> {
     Ok(request.sdp)
 }
 
-/// DNS rebinding and cross-site requests: the `Host` must be one of the robot's own names,
-/// and an `Origin`, when sent, must be the same host.
-fn check_host_and_origin(app: &App, req: &Request<Incoming>) -> Result<(), String> {
-    let host = match req.headers().get(header::HOST) {
-        None => req.uri().authority().map(|a| a.as_str().to_owned()),
-        Some(h) => Some(
-            h.to_str()
-                .map_err(|_| "the Host header is not readable text".to_owned())?
-                .to_owned(),
-        ),
-    };
-    if let Some(host) = &host {
-        let name = host_name(host);
-        if !app.host_allowed(name) {
-            return Err(format!(
-                "Host {name:?} is not one of this robot's names; add it to http.allowed_hosts \
-                 if you reach the robot by that name"
-            ));
-        }
-    }
-    if let Some(origin) = req.headers().get(header::ORIGIN) {
-        let origin = origin.to_str().unwrap_or("");
-        let origin_host = origin
-            .strip_prefix("http://")
-            .or_else(|| origin.strip_prefix("https://"));
-        let same = match (origin_host, &host) {
-            (Some(o), Some(h)) => o.eq_ignore_ascii_case(h),
-            _ => false,
-        };
-        if !same {
-            return Err(format!(
-                "requests from another site (Origin {origin:?}) are not accepted; open the \
-                 robot's own page instead"
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// The name part of a Host header: `[::1]:8080` → `::1`, `robot.local:8080` → `robot.local`.
-pub fn host_name(host: &str) -> &str {
-    if let Some(rest) = host.strip_prefix('[') {
-        return rest.split(']').next().unwrap_or(rest);
-    }
-    match host.rsplit_once(':') {
-        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
-        _ => host,
-    }
-}
-
 fn asset(body: &'static str, content_type: &'static str) -> HttpResponse {
     let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
     resp.headers_mut()
@@ -317,18 +300,4 @@ fn too_large(max_body: usize) -> HttpResponse {
             max_body / 1024
         ),
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::host_name;
-
-    #[test]
-    fn host_names_lose_their_port_and_brackets() {
-        assert_eq!(host_name("robot.local:8080"), "robot.local");
-        assert_eq!(host_name("robot"), "robot");
-        assert_eq!(host_name("127.0.0.1:8080"), "127.0.0.1");
-        assert_eq!(host_name("[::1]:8080"), "::1");
-        assert_eq!(host_name("[fe80::1]"), "fe80::1");
-    }
 }
