@@ -605,6 +605,7 @@
   let framesDecoded = 0;
   let needLetGo = false;      // a stop went out: the next drive starts with a zero drive
   const letGoSeqs = new Set(); // seqs of the zero drives sent as a "let go"
+  let lastLetGoSeq = 0;
   let speedPct = loadSpeed();
   let wakeLock = null;        // WakeLockSentinel while driving
   let wakeLockPending = false;
@@ -696,6 +697,7 @@
     const seq = sendZeroDrive();
     if (!seq) return;
     needLetGo = false;
+    lastLetGoSeq = seq;
     letGoSeqs.add(seq);
     if (letGoSeqs.size > 32) letGoSeqs.delete(letGoSeqs.values().next().value);
   }
@@ -1100,6 +1102,8 @@
         otherDriverUntil = now + OTHER_DRIVER_MS;
       }
       if (!estopLatched() && /let go/i.test(text)) {
+        // About a drive sent before our last let go: already handled.
+        if (msg.seq < lastLetGoSeq) return;
         // A stop (ours or another viewer's) holds our drives until we let go:
         // release the controls, send the zero drive, wait for a new press.
         const was = driving || heldKeys.size || joy || padCmd;
