@@ -295,6 +295,20 @@
     peerId = null;
     rttMs = null;
     lastRobotState = null; // from the old connection: no longer true
+    lastStateAt = -Infinity;
+    lastFrameAt = -Infinity;
+    framesDecoded = 0;
+    needLetGo = false; // the robot's "let go" rule is per connection
+    if (driving || pausedWhy) {
+      // A control held through a lost connection does not drive the next
+      // one: it must be pressed again.
+      releaseAll();
+      driving = false;
+      clearTimeout(repeatTimer);
+      repeatTimer = 0;
+      setPaused(null);
+      document.body.classList.remove('driving');
+    }
     ui.stRtt.textContent = '–';
   }
 
@@ -337,7 +351,8 @@
   }
 
   // Sends one JSON command on the control channel, stamped with the next
-  // "seq" (the robot echoes it in an error about that message). Returns false
+  // "seq" (the robot echoes it in an error about that message, and refuses a
+  // drive older than one it has seen). Returns the seq, or false
   // when the channel is not open (the command is dropped, never queued: stale
   // drive commands must not reach the motors later).
   let nextSeq = 1;
@@ -360,13 +375,18 @@
     for (const cb of sendListeners) {
       try { cb(msg, performance.now()); } catch (e) { console.error(e); }
     }
-    return true;
+    return seq;
   }
 
   // Handlers for messages from the robot, by "type".
   const robotHandlers = {
     hello(msg) {
       if (msg.id) peerId = String(msg.id);
+      // Repeat well within the robot's deadman: 4 repeats per deadman, at
+      // most 50 ms apart.
+      if (typeof msg.deadman_ms === 'number' && msg.deadman_ms > 0) {
+        driveRepeatMs = Math.max(DRIVE_REPEAT_MIN_MS, Math.min(DRIVE_REPEAT_MAX_MS, msg.deadman_ms / 4));
+      }
       if (msg.version) {
         robotVersion = String(msg.version);
         ui.version.textContent = 'v' + robotVersion;
@@ -501,13 +521,29 @@
   // ---------------------------------------------------------------- driving
   // Inputs (touch joystick, keys, gamepad) become one drive command
   // {"type":"drive","linear":V,"angular":W} (V > 0 forward, W > 0 turns
-  // left). While any control is held the command is sent at once and then
-  // repeated every DRIVE_REPEAT_MS (the robot's deadman stops the motors when
-  // the repeats stop); on release, blur or hide a single zero drive goes out.
-  // Priority when several are held: joystick, then keys, then gamepad.
-  const DRIVE_REPEAT_MS = 50;     // ~20 Hz while a control is held
+  // left), scaled by the speed slider. While any control is held the command
+  // is sent at once and then repeated every driveRepeatMs (the robot's
+  // deadman stops the motors when the repeats stop); on release, blur or hide
+  // a single zero drive goes out. Priority when several are held: joystick,
+  // then keys, then gamepad.
+  //
+  // Never a stale or blind drive: a non-zero drive goes out only while the
+  // peer connection is connected, the robot's last `state` is under
+  // STATE_FRESH_MS old, a new video picture arrived within VIDEO_FROZEN_MS,
+  // and nothing is queued on the channel (a queued drive would reach the
+  // motors late: it is skipped, never queued). Otherwise driving pauses: one
+  // zero drive, and a note on the video, until all is well again.
+  //
+  // Stop (button or Space, any viewer) sends {"type":"stop"}, lets go of every
+  // control and sends a zero drive (the robot refuses drives after a stop
+  // until the peer "lets go" with one); a new press drives again.
+  const DRIVE_REPEAT_MAX_MS = 50; // ~20 Hz while a control is held (the default deadman: 500 ms)
+  const DRIVE_REPEAT_MIN_MS = 10;
   const DRIVE_MIN_GAP_MS = 20;    // joystick moves closer than this wait for the repeat
-  const DRIVE_MAX_BUFFERED = 2048; // bytes queued on the channel (~30 drives): skip drives
+  const STATE_FRESH_MS = 1000;    // drive only with a state from the robot this recent
+  const VIDEO_FROZEN_MS = 1000;   // ... and a new picture this recent
+  const FRAMES_POLL_MS = 200;     // how often getStats() is asked for framesDecoded
+  const SPEED_DEFAULT = 100;      // percent of the robot's max_speed
   const KEY_LINEAR = 1.0;         // W / S
   const KEY_ANGULAR = 0.7;        // A / D (alone: turn on the spot)
   const JOY_DEADZONE = 0.08;      // per axis, so that "straight up" drives straight
@@ -537,8 +573,12 @@
     left: $('motor-left'),
     right: $('motor-right'),
     estop: $('estop'),
+    stop: $('stop'),
     reset: $('reset'),
     note: $('ctl-note'),
+    paused: $('paused'),
+    speed: $('speed'),
+    speedVal: $('speed-val'),
   };
 
   const heldKeys = new Set(); // codes of the drive keys held down (KeyW, ArrowUp…)
@@ -558,6 +598,17 @@
   let lastErrorLogAt = -Infinity;
   let noteTimer = 0;
   const stateListeners = new Set();
+  let driveRepeatMs = DRIVE_REPEAT_MAX_MS; // min(50, hello.deadman_ms / 4)
+  let pausedWhy = null;       // why held controls do not drive now: 'link', 'novideo', 'video'
+  let frozenNotice = false;   // "video frozen" stays up until pictures flow again
+  let lastFrameAt = -Infinity; // when framesDecoded last grew
+  let framesDecoded = 0;
+  let needLetGo = false;      // a stop went out: the next drive starts with a zero drive
+  const letGoSeqs = new Set(); // seqs of the zero drives sent as a "let go"
+  let lastLetGoSeq = 0;
+  let speedPct = loadSpeed();
+  let wakeLock = null;        // WakeLockSentinel while driving
+  let wakeLockPending = false;
 
   const round3 = (x) => Math.round(x * 1000) / 1000 || 0; // no -0
   const clamp1 = (x) => Math.max(-1, Math.min(1, x));
@@ -574,6 +625,30 @@
 
   function channelOpen() {
     return !!dc && dc.readyState === 'open';
+  }
+
+  // Why a held control may not drive now, or null when it may.
+  function pauseReason(now) {
+    if (!pc || pc.connectionState !== 'connected' || !channelOpen()) return 'link';
+    if (now - lastStateAt >= STATE_FRESH_MS) return 'link';
+    if (lastFrameAt === -Infinity) return 'novideo';
+    if (now - lastFrameAt >= VIDEO_FROZEN_MS) return 'video';
+    return null;
+  }
+
+  function renderPaused() {
+    let text = '';
+    if (pausedWhy === 'link') text = 'no news from the robot — driving paused';
+    else if (pausedWhy === 'video' || frozenNotice) text = 'video frozen — driving paused';
+    else if (pausedWhy === 'novideo') text = 'no video yet — driving paused';
+    if (cui.paused.textContent !== text) cui.paused.textContent = text;
+    cui.paused.hidden = !text;
+  }
+
+  function setPaused(why) {
+    pausedWhy = why;
+    if (why === 'video') frozenNotice = true;
+    renderPaused();
   }
 
   // The command the held controls ask for, or null when nothing is held.
@@ -602,49 +677,141 @@
     lastDriveAt = performance.now();
     // On a congested link the channel queues; a queued drive would reach the
     // motors late. Skip rather than queue (the robot's deadman takes over).
-    if (!dc || dc.bufferedAmount <= DRIVE_MAX_BUFFERED) {
-      sendControl({ type: 'drive', linear: round3(clamp1(cmd.linear)), angular: round3(clamp1(cmd.angular)) });
+    if (dc && dc.bufferedAmount === 0) {
+      const k = speedPct / 100;
+      sendControl({ type: 'drive', linear: round3(clamp1(cmd.linear) * k), angular: round3(clamp1(cmd.angular) * k) });
     }
     clearTimeout(repeatTimer);
-    repeatTimer = setTimeout(repeatDrive, DRIVE_REPEAT_MS);
+    repeatTimer = setTimeout(repeatDrive, driveRepeatMs);
   }
 
+  // A zero drive is never stale: it goes out whenever the channel is open.
   function sendZeroDrive() {
     lastDrive = null;
     lastDriveAt = performance.now();
-    sendControl({ type: 'drive', linear: 0, angular: 0 });
+    return sendControl({ type: 'drive', linear: 0, angular: 0 });
   }
 
-  function repeatDrive() {
+  // The zero drive that tells the robot we let go after a stop.
+  function sendLetGo() {
+    const seq = sendZeroDrive();
+    if (!seq) return;
+    needLetGo = false;
+    lastLetGoSeq = seq;
+    letGoSeqs.add(seq);
+    if (letGoSeqs.size > 32) letGoSeqs.delete(letGoSeqs.values().next().value);
+  }
+
+  // Stops sending drives; one zero drive if we were driving.
+  function haltDrives() {
+    clearTimeout(repeatTimer);
     repeatTimer = 0;
-    const cmd = currentDrive();
-    if (cmd) {
-      driving = true;
-      sendDrive(cmd);
-    } else if (driving) {
+    if (driving) {
       driving = false;
       sendZeroDrive();
     }
   }
 
-  // Re-evaluates the controls after any input change.
-  function updateDrive() {
+  function repeatDrive() {
+    repeatTimer = 0;
     const cmd = currentDrive();
-    if (!cmd) {
-      if (driving) {
-        driving = false;
-        clearTimeout(repeatTimer);
-        repeatTimer = 0;
-        sendZeroDrive();
+    if (cmd && driving && !pauseReason(performance.now())) sendDrive(cmd);
+    else updateDrive();
+  }
+
+  // Re-evaluates the controls after any input change (and on every repeat
+  // while paused, to resume when the link and the video are back).
+  function updateDrive() {
+    const now = performance.now();
+    const cmd = currentDrive();
+    const why = cmd ? pauseReason(now) : null;
+    if (!cmd || why) {
+      haltDrives();
+      setPaused(why);
+      if (why) repeatTimer = setTimeout(repeatDrive, driveRepeatMs);
+    } else {
+      setPaused(null);
+      if (!driving) {
+        driving = true;
+        if (needLetGo) sendLetGo();
+        sendDrive(cmd);
+      } else if (!sameDrive(cmd, lastDrive) && now - lastDriveAt >= DRIVE_MIN_GAP_MS) {
+        sendDrive(cmd); // else the next repeat (at most 50 ms away) carries it
       }
-    } else if (!driving) {
-      driving = true;
-      sendDrive(cmd);
-    } else if (!sameDrive(cmd, lastDrive) && performance.now() - lastDriveAt >= DRIVE_MIN_GAP_MS) {
-      sendDrive(cmd); // else the next repeat (at most 50 ms away) carries it
     }
     document.body.classList.toggle('driving', driving);
+    keepAwake(driving || !!why);
   }
+
+  // ------------------------------------------------------------ video watch
+  // framesDecoded from getStats(): when it last grew is when the last new
+  // picture arrived (works whether or not the <video> is painted).
+  let framesBusy = false;
+  async function pollFrames() {
+    const conn = pc;
+    if (framesBusy || !conn || conn.connectionState !== 'connected') return;
+    framesBusy = true;
+    try {
+      let n = 0;
+      (await conn.getStats()).forEach((s) => {
+        if (s.type === 'inbound-rtp' && s.kind === 'video') n = s.framesDecoded || 0;
+      });
+      if (conn !== pc) return;
+      if (n > framesDecoded) {
+        framesDecoded = n;
+        lastFrameAt = performance.now();
+        if (frozenNotice || pausedWhy) {
+          frozenNotice = false;
+          if (pausedWhy) updateDrive(); else renderPaused();
+        }
+      }
+    } catch (_) { /* closed meanwhile */ } finally {
+      framesBusy = false;
+    }
+  }
+  setInterval(pollFrames, FRAMES_POLL_MS);
+
+  // ------------------------------------------------------------ wake lock
+  // Keeps the phone's screen on while driving; failures (no support, page
+  // hidden, headless) are ignored.
+  function keepAwake(on) {
+    if (!navigator.wakeLock || typeof navigator.wakeLock.request !== 'function') return;
+    if (on && !wakeLock && !wakeLockPending && !document.hidden) {
+      wakeLockPending = true;
+      navigator.wakeLock.request('screen').then((lock) => {
+        wakeLockPending = false;
+        wakeLock = lock;
+        lock.addEventListener('release', () => { if (wakeLock === lock) wakeLock = null; });
+        if (!driving && !pausedWhy) keepAwake(false);
+      }, () => { wakeLockPending = false; });
+    } else if (!on && wakeLock) {
+      const lock = wakeLock;
+      wakeLock = null;
+      lock.release().catch(() => {});
+    }
+  }
+
+  // ------------------------------------------------------------ speed
+  function loadSpeed() {
+    let v = NaN;
+    try { v = Number(localStorage.getItem('roverd.speed')); } catch (_) { /* storage disabled */ }
+    return v >= 10 && v <= 100 ? Math.round(v / 10) * 10 : SPEED_DEFAULT;
+  }
+
+  function setSpeed(pct, remember) {
+    speedPct = pct;
+    cui.speed.value = String(pct);
+    cui.speedVal.textContent = pct + '%';
+    if (remember) {
+      try { localStorage.setItem('roverd.speed', String(pct)); } catch (_) { /* storage disabled */ }
+    }
+  }
+  setSpeed(speedPct, false);
+  cui.speed.addEventListener('input', () => {
+    const v = Number(cui.speed.value);
+    if (v >= 10 && v <= 100) setSpeed(v, true);
+    // A held control takes the new speed with its next repeat.
+  });
 
   // Lets go of every control; a control still held must be pressed again.
   function releaseAll() {
@@ -669,8 +836,29 @@
     driving = false;
     clearTimeout(repeatTimer);
     repeatTimer = 0;
+    setPaused(null);
     document.body.classList.remove('driving');
+    keepAwake(false);
     if ((wasDriving || (lastRobotState && lastRobotState.driver)) && !estopLatched()) sendZeroDrive();
+  }
+
+  // The Stop button and Space, for every viewer: {"type":"stop"} (never
+  // refused), then let go of every control; the driver also sends its zero
+  // drive at once, a viewer that did not drive sends it before its next drive.
+  function userStop() {
+    const wasDriving = driving || !!(lastRobotState && lastRobotState.driver);
+    releaseAll();
+    driving = false;
+    clearTimeout(repeatTimer);
+    repeatTimer = 0;
+    setPaused(null);
+    document.body.classList.remove('driving');
+    keepAwake(false);
+    const sent = sendControl({ type: 'stop' });
+    if (!sent) showNote('Not connected: the stop could not be sent!', 'bad');
+    needLetGo = true;
+    if (sent && wasDriving && !estopLatched()) sendLetGo();
+    renderControls();
   }
 
   function estop() {
@@ -713,7 +901,7 @@
     if (isTextField(e.target) || e.ctrlKey || e.metaKey || e.altKey) return;
     if (isSpace(e)) {
       e.preventDefault(); // no scrolling, and no click on a focused button
-      if (!e.repeat) stopDriving();
+      if (!e.repeat) userStop();
       return;
     }
     const code = driveKey(e);
@@ -860,6 +1048,17 @@
     if (performance.now() - estopTouchAt > 1000) estop();
   });
   cui.reset.addEventListener('click', () => resetEstop());
+  // Stop acts on the first touch as well, like the e-stop.
+  let stopTouchAt = -Infinity;
+  cui.stop.addEventListener('pointerdown', (e) => {
+    if (e.pointerType === 'touch' || e.pointerType === 'pen') {
+      stopTouchAt = performance.now();
+      userStop();
+    }
+  });
+  cui.stop.addEventListener('click', () => {
+    if (performance.now() - stopTouchAt > 1000) userStop();
+  });
 
   // Losing focus or visibility lets go of everything.
   window.addEventListener('blur', () => stopDriving());
@@ -878,7 +1077,9 @@
       driving = false;
       clearTimeout(repeatTimer);
       repeatTimer = 0;
+      setPaused(null);
       document.body.classList.remove('driving');
+      keepAwake(false);
     }
     renderControls();
     for (const cb of stateListeners) {
@@ -890,9 +1091,33 @@
     const now = performance.now();
     const about = typeof msg.seq === 'number' ? sentTypes.get(msg.seq) : undefined;
     const text = typeof msg.message === 'string' ? msg.message : 'unknown error';
+    if (about === 'drive' && letGoSeqs.has(msg.seq)) {
+      // Our "let go" after a stop was refused (viewer token, someone else's
+      // lease, e-stop): nothing to tell the user, who only pressed Stop.
+      console.info('roverd: zero drive after a stop refused:', text);
+      return;
+    }
     if (about === 'drive') {
       if (!estopLatched() && /another|other (viewer|peer|browser)|lease|driver/i.test(text)) {
         otherDriverUntil = now + OTHER_DRIVER_MS;
+      }
+      if (!estopLatched() && /let go/i.test(text)) {
+        // About a drive sent before our last let go: already handled.
+        if (msg.seq < lastLetGoSeq) return;
+        // A stop (ours or another viewer's) holds our drives until we let go:
+        // release the controls, send the zero drive, wait for a new press.
+        const was = driving || heldKeys.size || joy || padCmd;
+        releaseAll();
+        clearTimeout(repeatTimer);
+        repeatTimer = 0;
+        driving = false;
+        setPaused(null);
+        document.body.classList.remove('driving');
+        keepAwake(false);
+        if (was || needLetGo) sendLetGo();
+        showNote('Stopped: ' + text + ' — press again to drive', 'warn');
+        renderControls();
+        return;
       }
       showNote('Drive refused: ' + text, 'warn');
       renderControls();
@@ -976,9 +1201,13 @@
     get driving() { return driving; },
     get drive() { return currentDrive(); },
     get lastSeq() { return nextSeq - 1; },
+    get repeatMs() { return driveRepeatMs; },
+    get paused() { return pausedWhy; },
+    get speed() { return speedPct; },
     connect,
     sendControl,
     estop,
+    stop: userStop,
     reset: resetEstop,
     stopDriving,
     // Hooks: cb(msg, performance.now() of arrival / sending); return an unsubscribe.

@@ -13,7 +13,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  START_TIMEOUT_MS, sleep, tail, roverdLog, startRoverd, stopRoverd,
+  START_TIMEOUT_MS, sleep, tail, roverdLog, roverdProcess, startRoverd, stopRoverd,
   launchBrowser, closeBrowser, openRoverPage,
 } from './harness.mjs';
 
@@ -311,6 +311,161 @@ test('key-to-motor latency (bench figure)', { timeout: 120_000 }, async (t) => {
     assert.ok(percentile(down, 95) < 1000, lines[0]);
     assert.ok(percentile(up, 95) < 1000, lines[1]);
   } finally {
+    await closePage(page);
+  }
+});
+
+// The messages the page sent from index `from` of window.__sent on.
+async function sentSince(page, from) {
+  return page.evaluate((i) => window.__sent.slice(i), from);
+}
+
+function isDrive(s) { return s.m.type === 'drive'; }
+function nonZero(s) { return isDrive(s) && (s.m.linear !== 0 || s.m.angular !== 0); }
+
+for (const how of ['button', 'Space']) {
+  test(`Stop (${how}) sends a stop, lets go of the held W, and a new press drives again`, { timeout: 60_000 }, async () => {
+    const page = await openDrivingPage();
+    try {
+      await page.keyboard.down('w');
+      await waitForStatus(page, moving, MOVE_DEADLINE_MS, 'motors > 0 while W is held');
+      const mark = await page.evaluate(() => window.__sent.length);
+      if (how === 'button') {
+        await page.click('#stop', { timeout: 2000 })
+          .catch(async (e) => assert.fail(`no usable Stop button: ${e.message}\n${await diagnostics(page)}`));
+      } else {
+        await page.keyboard.press('Space');
+      }
+      await waitForStatus(page, stopped, STOP_DEADLINE_MS, `motors 0 after ${how} with W held`);
+      // W is still held: nothing drives until a new press.
+      await assertStill(page, STILL_MS, `after ${how} with W still held`);
+      const after = await sentSince(page, mark);
+      const stopAt = after.findIndex((s) => s.m.type === 'stop');
+      assert.ok(stopAt >= 0, `${how} sent no {"type":"stop"}: ${JSON.stringify(after.map((s) => s.m))}`);
+      const rest = after.slice(stopAt + 1);
+      assert.deepEqual(rest.filter(nonZero), [], `a non-zero drive after the stop: ${JSON.stringify(rest.map((s) => s.m))}`);
+      const letGo = rest.filter(isDrive);
+      assert.equal(letGo.length, 1, `one zero drive (the let go) after the stop: ${JSON.stringify(rest.map((s) => s.m))}`);
+      await page.keyboard.up('w');
+
+      await page.keyboard.down('w');
+      await waitForStatus(page, moving, MOVE_DEADLINE_MS, `motors > 0 on a new press after ${how}`);
+      await page.keyboard.up('w');
+      await waitForStatus(page, stopped, STOP_DEADLINE_MS, 'motors back to 0 after releasing W');
+    } finally {
+      await closePage(page);
+    }
+  });
+}
+
+test('a drive refused until we let go releases W, sends one zero drive and says so', { timeout: 60_000 }, async () => {
+  const page = await openDrivingPage();
+  try {
+    await page.keyboard.down('w');
+    await waitForStatus(page, moving, MOVE_DEADLINE_MS, 'motors > 0 while W is held');
+    // What roverd answers a drive after another viewer's stop (the page keys
+    // on the words "let go").
+    const mark = await page.evaluate(() => {
+      const drives = window.__sent.filter((s) => s.m.type === 'drive');
+      const seq = drives[drives.length - 1].m.seq;
+      const data = JSON.stringify({
+        type: 'error', seq,
+        message: 'drive refused after a stop: send a zero drive (let go) before driving again',
+      });
+      const mark = window.__sent.length;
+      window.roverd.dc.onmessage(new MessageEvent('message', { data }));
+      return mark;
+    });
+    await waitForStatus(page, stopped, STOP_DEADLINE_MS, 'motors 0 after the let-go refusal');
+    await assertStill(page, STILL_MS, 'after the let-go refusal with W still held');
+    const after = (await sentSince(page, mark)).filter(isDrive);
+    assert.deepEqual(after.map((s) => [s.m.linear, s.m.angular]), [[0, 0]],
+      `expected exactly one zero drive after the refusal, sent: ${JSON.stringify(after.map((s) => s.m))}`);
+    const note = await page.evaluate(() => {
+      const n = document.getElementById('ctl-note');
+      return n.hidden ? '' : n.textContent;
+    });
+    assert.match(note, /let go/, 'the refusal shows in the note area');
+    await page.keyboard.up('w');
+    await page.keyboard.down('w');
+    await waitForStatus(page, moving, MOVE_DEADLINE_MS, 'motors > 0 on a new press');
+    await page.keyboard.up('w');
+    await waitForStatus(page, stopped, STOP_DEADLINE_MS, 'motors back to 0 after releasing W');
+  } finally {
+    await closePage(page);
+  }
+});
+
+test('the speed slider scales what the keys send, and is remembered', { timeout: 60_000 }, async () => {
+  let page = await openDrivingPage();
+  const setSpeed = (pct) => page.evaluate((v) => {
+    const el = document.getElementById('speed');
+    if (!el) throw new Error('no speed control (#speed) on the page');
+    el.value = String(v);
+    el.dispatchEvent(new Event('input', { bubbles: true }));
+  }, pct);
+  // Holds `key` until a few drives went out; returns the non-zero ones.
+  const hold = async (key) => {
+    const mark = await page.evaluate(() => window.__sent.length);
+    await page.keyboard.down(key);
+    await page.waitForFunction((m) => window.__sent.slice(m).filter((s) => s.m.type === 'drive').length >= 4,
+      mark, { timeout: MOVE_DEADLINE_MS, polling: 20 });
+    await page.keyboard.up(key);
+    return (await sentSince(page, mark)).filter(nonZero).map((s) => [s.m.linear, s.m.angular]);
+  };
+  const uniq = (xs) => [...new Set(xs.map((x) => JSON.stringify(x)))].map((x) => JSON.parse(x));
+  try {
+    await setSpeed(100);
+    assert.deepEqual(uniq(await hold('w')), [[1, 0]], 'W at full speed');
+    assert.deepEqual(uniq(await hold('a')), [[0, 0.7]], 'A at full speed');
+    await setSpeed(50);
+    assert.deepEqual(uniq(await hold('w')), [[0.5, 0]], 'W at half speed sends half');
+    assert.deepEqual(uniq(await hold('a')), [[0, 0.35]], 'A at half speed sends half');
+    await closePage(page);
+    page = await openDrivingPage();
+    assert.equal(await page.evaluate(() => document.getElementById('speed').value), '50', 'speed remembered');
+    assert.deepEqual(uniq(await hold('w')), [[0.5, 0]], 'W at the remembered half speed');
+    await waitForStatus(page, stopped, STOP_DEADLINE_MS, 'motors back to 0');
+  } finally {
+    await page.evaluate(() => localStorage.removeItem('roverd.speed')).catch(() => {});
+    await closePage(page);
+  }
+});
+
+test('no stale drives: a held W stops sending while the link is down', { timeout: 60_000 }, async () => {
+  const OUTAGE_MS = 2000;
+  const page = await openDrivingPage();
+  const proc = roverdProcess();
+  try {
+    await page.keyboard.down('w');
+    await waitForStatus(page, moving, MOVE_DEADLINE_MS, 'motors > 0 while W is held');
+    // roverd paused: nothing comes back (no state, no SCTP acks, no ICE
+    // answers), as when the Wi-Fi drops; what the page sends meanwhile
+    // waits in the network and reaches the robot late.
+    const t0 = await page.evaluate(() => performance.now());
+    proc.kill('SIGSTOP');
+    let t1;
+    let paused;
+    try {
+      await sleep(OUTAGE_MS);
+      [t1, paused] = await page.evaluate(() => [performance.now(), (document.getElementById('paused') || {}).textContent]);
+    } finally {
+      proc.kill('SIGCONT');
+    }
+    const sent = await page.evaluate(() => window.__sent);
+    const during = sent.filter((s) => nonZero(s) && s.t >= t0 && s.t <= t1);
+    // The last state came at most 500 ms before t0; after 1 s without one
+    // the page must stop (plus one repeat and some slack).
+    const late = during.filter((s) => s.t > t0 + 1200);
+    assert.equal(late.length, 0, `${late.length} drives sent more than 1.2 s into a ${OUTAGE_MS} ms outage `
+      + `(${during.length} in all)\n${await diagnostics(page)}`);
+    assert.ok(during.length <= 1000 / 50 + 3, `${during.length} drives sent during the outage`);
+    assert.match(paused || '', /driving paused/, 'the page says that driving is paused');
+    await page.keyboard.up('w');
+    // Queued SCTP data is retransmitted after a backoff: give it time.
+    await waitForStatus(page, stopped, 8000, 'motors back to 0 after releasing W');
+  } finally {
+    try { proc.kill('SIGCONT'); } catch (_) { /* exited */ }
     await closePage(page);
   }
 });

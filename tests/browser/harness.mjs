@@ -51,6 +51,11 @@ export function roverdLog() {
   return log;
 }
 
+// The running roverd's ChildProcess (to pause it with SIGSTOP, say), or null.
+export function roverdProcess() {
+  return roverd;
+}
+
 // Starts `roverd --simulate --listen 127.0.0.1:0` and resolves with
 // "IP:PORT" from its "listening on http://" line, or its "https://" line with
 // { scheme: 'https' }. `args` are added to the command line, `env` to its

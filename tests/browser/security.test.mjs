@@ -121,3 +121,38 @@ test('with the viewer token the page streams but W moves nothing', { timeout: 60
     await page.close({ runBeforeUnload: true });
   }
 });
+
+test('with the viewer token the Stop button and Space still send a stop, unrefused', { timeout: 60_000 }, async () => {
+  const page = await openRoverPage(context, baseUrl);
+  try {
+    await page.goto(`${baseUrl}/?token=${VIEWER}`, { waitUntil: 'load' });
+    await waitFor(page, 'decoded video', framesDecoded);
+    await waitFor(page, 'the data channel', () => window.roverd.dc && window.roverd.dc.readyState === 'open');
+    await page.evaluate(() => {
+      window.__sent = [];
+      window.__errors = [];
+      window.roverd.onSend((m) => window.__sent.push(m));
+      window.roverd.dc.addEventListener('message', (ev) => {
+        const m = JSON.parse(ev.data);
+        if (m.type === 'error') window.__errors.push(m);
+      });
+    });
+    assert.ok(await page.isVisible('#stop'), 'the Stop button is visible to a viewer');
+    await page.click('#stop', { timeout: 2000 });
+    await page.keyboard.press('Space');
+    await sleep(500); // any refusal would be back by now
+    const { sent, errors, note } = await page.evaluate(() => ({
+      sent: window.__sent,
+      errors: window.__errors,
+      note: document.getElementById('ctl-note').hidden ? '' : document.getElementById('ctl-note').textContent,
+    }));
+    assert.equal(sent.filter((m) => m.type === 'stop').length, 2, `two stops sent: ${JSON.stringify(sent)}`);
+    // A viewer that was not driving has nothing to let go of: no drive at all.
+    assert.deepEqual(sent.filter((m) => m.type === 'drive'), [], 'no drive from a viewer that did not drive');
+    assert.deepEqual(errors, [], 'the stops were not refused');
+    assert.equal(note, '', 'no refusal shown');
+  } finally {
+    await page.evaluate(() => localStorage.removeItem('roverd.token'));
+    await page.close({ runBeforeUnload: true });
+  }
+});
