@@ -51,13 +51,16 @@ fn main() -> ExitCode {
         return check_config(file);
     }
     if let Some(Command::Devices) = &cli.command {
-        use roverd::media::{camera, mic, pcm};
+        use roverd::media::{camera, devices, mic_list};
         println!("# == Cameras ==");
-        print!("{}", camera::format_camera_list(&camera::list_cameras()));
+        print!("{}", camera::format_camera_list(&devices::list_cameras()));
         println!("\n# == Microphones ==");
-        print!("{}", pcm::format_microphones(&mic::list_microphones()));
+        print!(
+            "{}",
+            mic_list::format_microphones(&devices::list_microphones())
+        );
         println!("\n# == GPIO (motors) ==");
-        print!("{}", roverd::motors::gpio::describe_gpio());
+        print!("{}", roverd::motors::describe_gpio());
         return ExitCode::SUCCESS;
     }
     match run(cli) {
