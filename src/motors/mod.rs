@@ -46,8 +46,8 @@ pub fn describe_gpio() -> String {
     #[cfg(feature = "gpio-rppal")]
     return rppal_pins::describe_gpio();
     #[cfg(not(feature = "gpio-rppal"))]
-    "this roverd was built without GPIO support (the cargo feature gpio-rppal): \
-     motors.driver can only be \"sim\"\n"
+    "GPIO not built in: this roverd was built without GPIO support (the cargo feature \
+     gpio-rppal), so motors.driver can only be \"sim\"\n"
         .to_owned()
 }
 
