@@ -2,7 +2,7 @@
 //! shorter run).
 //!
 //! The time from samples entering the capture ring to the Opus packet that carries them
-//! being published on the fan-out, through roverd's own code: [`pcm::ring`] (what cpal's
+//! being published on the fan-out, through roverd's own code: [`dsp::ring`] (what cpal's
 //! callback pushes into), [`RingSource`] (the reading half of `MicSource`: drain, resample,
 //! paced buffer, 20 ms schedule) and `audio::run_encoder` (Opus, publish).
 //!
@@ -15,10 +15,9 @@
 //! Runs for a 48 kHz mono device with 10 ms periods and a 44.1 kHz stereo device with
 //! 1024-frame (23 ms) periods, the common USB microphone case.
 
-use roverd::media::audio::{self, AudioShared, FRAME_SAMPLES};
+use roverd::media::audio::{self, AudioShared, RingSource};
+use roverd::media::dsp::{self, FRAME_SAMPLES};
 use roverd::media::fanout::{Fanout, Next};
-use roverd::media::mic::RingSource;
-use roverd::media::pcm;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -75,7 +74,7 @@ fn main() {
 }
 
 fn measure(device: &Device, run_for: Duration) -> Vec<f64> {
-    let (mut sink, mut pacer) = pcm::ring(device.rate, device.channels).expect("ring");
+    let (mut sink, mut pacer) = dsp::ring(device.rate, device.channels).expect("ring");
     pacer.set_device_burst(device.period);
     let shared = Arc::new(AudioShared {
         packets: Fanout::new(64),

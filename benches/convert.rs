@@ -14,7 +14,8 @@
 //! encode. The machine may be shared: each figure is the median of 5 runs.
 
 use roverd::media::convert::{Converter, PixelFormat, RawFrame};
-use roverd::media::pattern::{render_test_pattern, I420Frame};
+use roverd::media::frame::I420Frame;
+use roverd::media::pattern::render_test_pattern;
 use roverd::media::video::{VideoEncoder, VideoSettings};
 use std::time::{Duration, Instant};
 

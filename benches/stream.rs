@@ -23,7 +23,9 @@
 mod common;
 
 use common::{now_ms, request, stamp_distance_ms, ClientPeer, VideoReceiver};
-use roverd::media::pattern::{read_stamp, render_test_pattern, I420Frame};
+use roverd::media::frame::I420Frame;
+use roverd::media::pattern::render_test_pattern;
+use roverd::media::stamp::read_stamp;
 use roverd::media::video::{VideoEncoder, VideoSettings};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -20,12 +20,12 @@ pub fn check_config(file: &Path) -> ExitCode {
 
 /// `roverd devices`: the cameras, microphones and GPIO, as lines to paste into roverd.toml.
 pub fn devices() -> String {
-    use crate::media::{camera, mic, pcm};
+    use crate::media::{camera, devices, mic_list};
     let mut text = String::from("# == Cameras ==\n");
-    text += &camera::format_camera_list(&camera::list_cameras());
+    text += &camera::format_camera_list(&devices::list_cameras());
     text += "\n# == Microphones ==\n";
-    text += &pcm::format_microphones(&mic::list_microphones());
+    text += &mic_list::format_microphones(&devices::list_microphones());
     text += "\n# == GPIO (motors) ==\n";
-    text += &crate::motors::gpio::describe_gpio();
+    text += &crate::motors::describe_gpio();
     text
 }

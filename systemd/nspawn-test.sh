@@ -8,6 +8,9 @@
 #   systemd/nspawn-test.sh          package the native target/debug/roverd and test that
 #   systemd/nspawn-test.sh DEB      test that amd64 package
 #
+# The watchdog check uses a test hook (ROVERD_TEST_STALL_VIDEO_AFTER_FRAMES) that only a
+# build with the test-support feature has: `cargo build --features test-support`.
+#
 # Needs root and a kernel that lets systemd-nspawn boot a container. Installs debootstrap
 # and systemd-container if missing; the Debian root is made once (about 2 minutes, 250 MB)
 # in target/nspawn/root and each run boots a throwaway copy of it (--ephemeral).
@@ -53,7 +56,7 @@ trap cleanup EXIT
 if [ $# -ge 1 ]; then
   cp "$1" "$tmp/"
 else
-  [ -x target/debug/roverd ] || fail "build roverd first (cargo build)"
+  [ -x target/debug/roverd ] || fail "build roverd first (cargo build --features test-support)"
   mkdir -p "$tmp/target/release"
   strip -o "$tmp/target/release/roverd" target/debug/roverd
   CARGO_TARGET_DIR="$tmp/target" cargo deb --no-build --no-strip --fast --quiet -o "$tmp/" >/dev/null

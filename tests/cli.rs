@@ -138,6 +138,7 @@ fn sigterm_stops_a_serving_roverd_with_exit_0_within_2_seconds() {
 }
 
 #[test]
+#[cfg(all(feature = "camera-v4l", feature = "mic-alsa", feature = "gpio-rppal"))]
 fn devices_lists_cameras_microphones_and_gpio_or_says_plainly_there_are_none() {
     let out = Command::new(BIN)
         .arg("devices")
@@ -181,5 +182,27 @@ fn devices_lists_cameras_microphones_and_gpio_or_says_plainly_there_are_none() {
     if !on_a_pi {
         assert!(sections[2].contains("GPIO not reachable"), "{stdout}");
         assert!(sections[2].contains("motors.driver = \"sim\""), "{stdout}");
+    }
+}
+
+#[test]
+#[cfg(not(any(feature = "camera-v4l", feature = "mic-alsa", feature = "gpio-rppal")))]
+fn devices_says_which_backends_this_build_left_out() {
+    let out = Command::new(BIN)
+        .arg("devices")
+        .output()
+        .expect("run roverd");
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let sections: Vec<&str> = stdout.split("\n# == ").collect();
+    assert_eq!(sections.len(), 3, "cameras, microphones, GPIO: {stdout}");
+    for (section, feature) in sections
+        .iter()
+        .zip(["camera-v4l", "mic-alsa", "gpio-rppal"])
+    {
+        assert!(
+            section.contains("built without") && section.contains(feature),
+            "{stdout}"
+        );
     }
 }

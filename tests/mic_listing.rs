@@ -3,7 +3,7 @@
 //! points this process's ALSA at a config file (ALSA reads `ALSA_CONFIG_PATH` itself).
 
 use roverd::media::mic::list_microphones;
-use roverd::media::pcm::format_microphones;
+use roverd::media::mic_list::format_microphones;
 
 #[test]
 fn the_listing_names_a_capture_device_in_a_line_that_pastes_into_the_config() {

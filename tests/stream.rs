@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use roverd::media::pattern::read_stamp;
+use roverd::media::stamp::read_stamp;
 use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,20 +4,15 @@
 //! and publishes the packet on a [`Fanout`] for every peer. Opus frames need no further
 //! packetization: one frame is one RTP payload.
 
+use crate::media::dsp::{InputFormat, Pacer, Xruns, FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE};
 use crate::media::fanout::Fanout;
-use crate::media::mic::MicError;
-use crate::media::pattern::{Tone, TONE_HZ};
-use crate::media::pcm::{InputFormat, Xruns};
+use crate::media::tone::{Tone, TONE_HZ};
 use crate::sync::lock;
 use bytes::Bytes;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-pub const SAMPLE_RATE: u32 = 48_000;
-pub const FRAME_MS: u32 = 20;
-/// Samples in one 20 ms mono frame.
-pub const FRAME_SAMPLES: usize = (SAMPLE_RATE * FRAME_MS / 1000) as usize;
 const OPUS_BITRATE: i32 = 32_000;
 
 /// One encoded 20 ms Opus frame.
@@ -35,8 +30,9 @@ pub enum AudioError {
         source_name: String,
         message: String,
     },
+    /// A capture device (the microphone) failed; its own error says which and what to check.
     #[error(transparent)]
-    Mic(#[from] MicError),
+    Device(Box<dyn std::error::Error + Send + Sync>),
     #[error("the Opus encoder could not be {action}: {message}")]
     Encoder {
         action: &'static str,
@@ -111,6 +107,72 @@ impl AudioSource for TestTone {
             channels: 1,
             sample_format: "i16".into(),
         })
+    }
+}
+
+/// A steady real-time schedule: one frame every `samples / 48 kHz`.
+#[derive(Debug, Default)]
+pub struct Schedule {
+    next_due: Option<Instant>,
+}
+
+impl Schedule {
+    /// Sleeps until the next frame of `samples` is due.
+    pub fn wait(&mut self, samples: usize) {
+        let span = Duration::from_secs(samples as u64) / SAMPLE_RATE;
+        let now = Instant::now();
+        let due = self.next_due.unwrap_or(now);
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+        let at = Instant::now();
+        // Far behind (the thread was starved): start a new schedule rather than burst.
+        self.next_due = Some(if at > due + span * 5 {
+            at + span
+        } else {
+            due + span
+        });
+    }
+
+    /// Starts again at the next `wait`.
+    pub fn reset(&mut self) {
+        self.next_due = None;
+    }
+}
+
+/// The reading half of a microphone without a device: frames from a capture ring at real
+/// time. The microphone reads the same way; the latency bench drives one of these from a
+/// synthetic device through [`crate::media::dsp::ring`].
+pub struct RingSource {
+    name: String,
+    pacer: Pacer,
+    schedule: Schedule,
+}
+
+impl RingSource {
+    pub fn new(name: &str, pacer: Pacer) -> Self {
+        Self {
+            name: name.to_owned(),
+            pacer,
+            schedule: Schedule::default(),
+        }
+    }
+}
+
+impl AudioSource for RingSource {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn read(&mut self, out: &mut [i16]) -> Result<(), AudioError> {
+        self.schedule.wait(out.len());
+        self.pacer.feed();
+        self.pacer.next_frame(out);
+        Ok(())
+    }
+
+    fn xruns(&self) -> Xruns {
+        self.pacer.xruns()
     }
 }
 

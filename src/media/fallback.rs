@@ -13,7 +13,8 @@
 //! is read here, to pace the slate and to wait on the feed, and nowhere else.
 
 use crate::media::convert::Mode;
-use crate::media::pattern::{self, I420Frame};
+use crate::media::frame::I420Frame;
+use crate::media::pattern;
 use crate::media::video::{unix_ms, Captured, VideoError, VideoSource};
 use crate::sync::lock;
 use serde::Serialize;
@@ -296,9 +297,10 @@ impl VideoSource for CameraSource {
     }
 }
 
-/// Test hook, not a feature: a feed of the test pattern that breaks after `after`
-/// pictures, and an opener that then fails `fails` times before it gives a working feed
-/// again. `Media` uses it for `ROVERD_TEST_FAIL_VIDEO`; the tests here use it directly.
+/// Test hook (the `test-support` feature): a feed of the test pattern that breaks after
+/// `after` pictures, and an opener that then fails `fails` times before it gives a working
+/// feed again. `Media` uses it for `ROVERD_TEST_FAIL_VIDEO`; the tests here use it directly.
+#[cfg(any(test, feature = "test-support"))]
 pub fn faulty_opener(fps: u32, after: u64, fails: u64) -> Opener {
     struct Flaky {
         source: crate::media::video::TestPattern,
@@ -348,7 +350,7 @@ pub fn faulty_opener(fps: u32, after: u64, fails: u64) -> Opener {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::media::pattern::read_stamp;
+    use crate::media::stamp::read_stamp;
 
     fn fast() -> Timing {
         Timing {

@@ -1,18 +1,21 @@
 //! The microphone: an ALSA capture device through cpal, behind [`AudioSource`].
 //!
 //! cpal calls back from its own thread with each period the device delivers; the callback
-//! only hands the samples to [`pcm::CaptureSink`] (lock-free, no allocation). The encoder
+//! only hands the samples to [`dsp::CaptureSink`] (lock-free, no allocation). The encoder
 //! thread calls [`MicSource::read`] on its own 20 ms schedule, which drains the ring
-//! through [`pcm::Pacer`]: the device's pace never sets the stream's pace.
+//! through [`dsp::Pacer`]: the device's pace never sets the stream's pace.
 //!
 //! A device that fails (unplugged, an ALSA error, or silent for 2 s) is closed; `read`
 //! then returns the error, the encoder sends silence, and the device is opened again every
 //! [`RETRY`] until it works.
 //!
-//! Not done here: choosing among several microphones, gain, noise suppression.
+//! Not done here: choosing among several microphones, gain, noise suppression. Only built
+//! with the `mic-alsa` feature.
 
-use crate::media::audio::{AudioError, AudioSource, SAMPLE_RATE};
-use crate::media::pcm::{self, InputFormat, MicInfo, Pacer, Want, Xruns};
+use crate::media::audio::{AudioError, AudioSource, Schedule};
+use crate::media::dsp::{self, InputFormat, Pacer, Xruns};
+use crate::media::mic_format::{self, Want};
+use crate::media::mic_list::MicInfo;
 use crate::sync::lock;
 use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 use cpal::SampleFormat;
@@ -64,8 +67,16 @@ pub enum MicError {
     Pcm {
         name: String,
         #[source]
-        source: Arc<pcm::PcmError>,
+        source: Arc<dsp::PcmError>,
     },
+}
+
+/// The encoder sees a microphone's errors as audio errors, with the same words; the
+/// conversion lives here so that `audio` needs to know nothing of ALSA.
+impl From<MicError> for AudioError {
+    fn from(e: MicError) -> Self {
+        AudioError::Device(Box::new(e))
+    }
 }
 
 /// An open capture stream and the reader's end of its ring.
@@ -134,7 +145,7 @@ fn open_loud(name: &str, want: Option<Want>) -> Result<Capture, MicError> {
             name: name.to_owned(),
         });
     }
-    let chosen = pcm::choose_config(&offered, want).ok_or_else(|| MicError::NoFormat {
+    let chosen = mic_format::choose_config(&offered, want).ok_or_else(|| MicError::NoFormat {
         name: name.to_owned(),
         offered: offered
             .iter()
@@ -150,11 +161,11 @@ fn open_loud(name: &str, want: Option<Want>) -> Result<Capture, MicError> {
             .collect::<Vec<_>>()
             .join("; "),
     })?;
-    let pcm_err = |e: pcm::PcmError| MicError::Pcm {
+    let pcm_err = |e: dsp::PcmError| MicError::Pcm {
         name: name.to_owned(),
         source: Arc::new(e),
     };
-    let (sink, mut pacer) = pcm::ring(chosen.sample_rate, chosen.channels).map_err(pcm_err)?;
+    let (sink, mut pacer) = dsp::ring(chosen.sample_rate, chosen.channels).map_err(pcm_err)?;
     let config = cpal::StreamConfig {
         channels: chosen.channels,
         sample_rate: chosen.sample_rate,
@@ -191,7 +202,7 @@ fn build_stream(
     device: &cpal::Device,
     config: &cpal::StreamConfig,
     format: SampleFormat,
-    sink: pcm::CaptureSink,
+    sink: dsp::CaptureSink,
     failure: &Arc<Mutex<Option<String>>>,
 ) -> Result<cpal::Stream, cpal::Error> {
     let counters = Arc::clone(sink.counters());
@@ -248,7 +259,7 @@ pub struct MicSource {
 
 impl MicSource {
     /// Opens `name` (an ALSA PCM name, or [`DEFAULT_DEVICE`]) now. With `want`, asks the
-    /// device for exactly that format; otherwise [`pcm::choose_config`] picks.
+    /// device for exactly that format; otherwise [`mic_format::choose_config`] picks.
     pub fn open(name: &str, want: Option<Want>) -> Result<MicSource, MicError> {
         let capture = open(name, want)?;
         Ok(MicSource {
@@ -285,72 +296,6 @@ impl MicSource {
         self.retry_at = now + RETRY;
         self.error = Some(error.clone());
         error.into()
-    }
-}
-
-/// A steady real-time schedule: one frame every `samples / 48 kHz`.
-#[derive(Debug, Default)]
-pub struct Schedule {
-    next_due: Option<Instant>,
-}
-
-impl Schedule {
-    /// Sleeps until the next frame of `samples` is due.
-    pub fn wait(&mut self, samples: usize) {
-        let span = Duration::from_secs(samples as u64) / SAMPLE_RATE;
-        let now = Instant::now();
-        let due = self.next_due.unwrap_or(now);
-        if due > now {
-            std::thread::sleep(due - now);
-        }
-        let at = Instant::now();
-        // Far behind (the thread was starved): start a new schedule rather than burst.
-        self.next_due = Some(if at > due + span * 5 {
-            at + span
-        } else {
-            due + span
-        });
-    }
-
-    /// Starts again at the next `wait`.
-    pub fn reset(&mut self) {
-        self.next_due = None;
-    }
-}
-
-/// The reading half of a microphone without a device: frames from a capture ring at real
-/// time. [`MicSource`] reads the same way; the latency bench drives one of these from a
-/// synthetic device through [`pcm::ring`].
-pub struct RingSource {
-    name: String,
-    pacer: Pacer,
-    schedule: Schedule,
-}
-
-impl RingSource {
-    pub fn new(name: &str, pacer: Pacer) -> Self {
-        Self {
-            name: name.to_owned(),
-            pacer,
-            schedule: Schedule::default(),
-        }
-    }
-}
-
-impl AudioSource for RingSource {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn read(&mut self, out: &mut [i16]) -> Result<(), AudioError> {
-        self.schedule.wait(out.len());
-        self.pacer.feed();
-        self.pacer.next_frame(out);
-        Ok(())
-    }
-
-    fn xruns(&self) -> Xruns {
-        self.pacer.xruns()
     }
 }
 
@@ -435,7 +380,7 @@ impl AudioSource for MicSource {
 
 /// Every ALSA capture device that can be opened, with what it offers, for
 /// `roverd devices`. ALSA's `null` PCM (which captures only silence) is left out.
-/// Print with [`pcm::format_microphones`].
+/// Print with [`crate::media::mic_list::format_microphones`].
 pub fn list_microphones() -> Vec<MicInfo> {
     quiet_alsa(list_loud)
 }

@@ -4,30 +4,46 @@
 //!
 //! Invariant: nothing here waits on a peer. Encoded frames go out through [`fanout`],
 //! which drops frames for a slow subscriber instead of slowing the encoder.
+//!
+//! The pure core is [`frame`], [`stamp`], [`pattern`], [`tone`], [`convert`], [`dsp`],
+//! [`camera`] and [`mic_list`]; the device backends ([`v4l_camera`] for V4L2 cameras,
+//! [`mic`] and [`mic_format`] for ALSA microphones) are cargo features, and [`devices`]
+//! picks a source from the config in whatever this build has.
 
 pub mod audio;
 pub mod camera;
 pub mod convert;
+pub mod devices;
+pub mod dsp;
 pub mod fallback;
 pub mod fanout;
+pub mod frame;
 pub mod h264;
+#[cfg(feature = "test-support")]
+mod hooks;
+#[cfg(feature = "mic-alsa")]
 pub mod mic;
+#[cfg(feature = "mic-alsa")]
+pub mod mic_format;
+pub mod mic_list;
 pub mod pattern;
-pub mod pcm;
+pub mod stamp;
+pub mod tone;
+#[cfg(feature = "camera-v4l")]
+pub mod v4l_camera;
 pub mod video;
 
-use crate::config::{AudioDevice, CameraDevice, Config};
+use crate::config::Config;
 use crate::sync::lock;
-use audio::{AudioPacket, AudioShared, AudioSource, TestTone};
-use fallback::{CameraSource, CameraStatus, SharedCameraStatus, Timing};
+use audio::{AudioPacket, AudioShared};
+use fallback::{CameraStatus, SharedCameraStatus};
 use fanout::{Fanout, Subscriber};
-use mic::MicSource;
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use video::{TestPattern, VideoFrame, VideoSettings, VideoShared, VideoSource};
+use video::{VideoFrame, VideoSettings, VideoShared};
 
 /// How many encoded frames a peer may fall behind before it loses some: about a quarter
 /// of a second of video at 30 fps, and of audio.
@@ -40,6 +56,9 @@ pub enum MediaError {
     Video(#[from] video::VideoError),
     #[error(transparent)]
     Audio(#[from] audio::AudioError),
+    /// The config names a device this build has no backend for.
+    #[error(transparent)]
+    NotBuilt(#[from] devices::NotBuilt),
     #[error("could not start the {0} encoder thread: {1}")]
     Thread(&'static str, std::io::Error),
 }
@@ -66,7 +85,9 @@ impl Media {
             keyframe_interval_s: config.video.keyframe_interval_s,
         };
         let camera = SharedCameraStatus::default();
-        let source = stall_hook(open_video_source(&config.camera.device, &settings, &camera));
+        let source = devices::open_video_source(&config.camera.device, &settings, &camera)?;
+        // Before any thread starts, so that a refused device leaves nothing running.
+        let audio_source = devices::open_audio_source(&config.audio.device)?;
         let encoder = video::VideoEncoder::new(&settings)?;
         let video = Arc::new(VideoShared {
             frames: Fanout::new(VIDEO_BACKLOG),
@@ -82,7 +103,7 @@ impl Media {
             video::run_encoder(shared, source, encoder)
         })?);
 
-        let audio = match open_audio_source(&config.audio.device) {
+        let audio = match audio_source {
             None => None,
             Some(source) => {
                 let encoder = audio::new_encoder()?;
@@ -156,7 +177,7 @@ impl Media {
         };
         let audio = self.audio.as_ref().map(|a| AudioStatus {
             source: lock(&a.source_name).clone(),
-            sample_rate: audio::SAMPLE_RATE,
+            sample_rate: dsp::SAMPLE_RATE,
             channels: 1,
             frames_encoded: a.stats.frames_encoded.load(Ordering::Relaxed),
             input: lock(&a.stats.input).clone(),
@@ -216,180 +237,6 @@ fn spawn_encoder(
     Ok((name, exited))
 }
 
-/// The video source `camera.device` names. Never fails: a camera that cannot be used is
-/// the "camera lost" slate (retried every 2 s), and "auto" without a camera is the test
-/// pattern; `camera` says which, and why, for the status.
-fn open_video_source(
-    device: &CameraDevice,
-    settings: &VideoSettings,
-    status: &SharedCameraStatus,
-) -> Box<dyn VideoSource> {
-    let pattern = |note: String| -> Box<dyn VideoSource> {
-        *lock(status) = CameraStatus {
-            state: "off",
-            note: Some(note),
-            ..CameraStatus::default()
-        };
-        Box::new(TestPattern::new(settings.fps))
-    };
-    if let Some(source) = fail_hook(settings, status) {
-        return source;
-    }
-    let path = match device {
-        CameraDevice::Test => return pattern("camera.device = \"test\"".into()),
-        CameraDevice::Auto => match camera::auto_device(&camera::list_cameras()) {
-            Ok(path) => {
-                log::info!("camera.device = \"auto\": using {}", path.display());
-                path
-            }
-            Err(reason) => {
-                log::info!("{reason}; streaming the test pattern");
-                return pattern(reason);
-            }
-        },
-        CameraDevice::Path(path) => path.clone(),
-        CameraDevice::Index(index) => std::path::PathBuf::from(format!("/dev/video{index}")),
-    };
-    let request = camera::Request {
-        width: settings.width,
-        height: settings.height,
-        fps: settings.fps,
-    };
-    let feed_path = path.clone();
-    let open: fallback::Opener = Box::new(move || {
-        camera::V4lFeed::start(&feed_path, request)
-            .map(|feed| Box::new(feed) as Box<dyn fallback::Feed>)
-            .map_err(|e| e.to_string())
-    });
-    Box::new(CameraSource::new(
-        path.display().to_string(),
-        open,
-        Timing::new(settings.fps),
-        Arc::clone(status),
-    ))
-}
-
-/// Test hook, not a feature: with `ROVERD_TEST_FAIL_VIDEO=N:M` in the environment the
-/// camera is a stand-in that sends N pictures of the test pattern, then fails, then fails
-/// to reopen M times (one attempt every 2 s) before it works again, whatever
-/// `camera.device` says. `tests/camera_faults.rs` uses it to watch the slate and the
-/// recovery through a real peer.
-fn fail_hook(
-    settings: &VideoSettings,
-    status: &SharedCameraStatus,
-) -> Option<Box<dyn VideoSource>> {
-    const VAR: &str = "ROVERD_TEST_FAIL_VIDEO";
-    let value = std::env::var(VAR).ok()?;
-    let (after, fails) = value.split_once(':')?;
-    let (after, fails) = (after.parse().ok()?, fails.parse().ok()?);
-    log::warn!(
-        "{VAR}={value}: the camera is a stand-in that fails after {after} pictures (a test hook)"
-    );
-    Some(Box::new(CameraSource::new(
-        "test-faulty".into(),
-        fallback::faulty_opener(settings.fps, after, fails),
-        Timing::new(settings.fps),
-        Arc::clone(status),
-    )))
-}
-
-/// Test hook, not a feature: with `ROVERD_TEST_STALL_VIDEO_AFTER_FRAMES=N` in the
-/// environment the video source hangs for good after N pictures, like a camera driver that
-/// stops delivering, so that `tests/notify.rs` can check that the systemd watchdog pings
-/// stop. Without the variable the source is returned as it is.
-fn stall_hook(source: Box<dyn VideoSource>) -> Box<dyn VideoSource> {
-    const VAR: &str = "ROVERD_TEST_STALL_VIDEO_AFTER_FRAMES";
-    let Some(after) = std::env::var(VAR).ok().and_then(|v| v.parse().ok()) else {
-        return source;
-    };
-    log::warn!("{VAR}={after}: the video source will hang after {after} pictures (a test hook)");
-    struct Stall(Box<dyn VideoSource>, u64);
-    impl VideoSource for Stall {
-        fn name(&self) -> &str {
-            self.0.name()
-        }
-        fn capture(
-            &mut self,
-            frame: &mut pattern::I420Frame,
-        ) -> Result<video::Captured, video::VideoError> {
-            if self.1 == 0 {
-                loop {
-                    std::thread::park();
-                }
-            }
-            self.1 -= 1;
-            self.0.capture(frame)
-        }
-    }
-    Box::new(Stall(source, after))
-}
-
-/// `"auto"` takes the default ALSA capture device if it opens, else the test tone; a named
-/// device that does not open yet is kept, sending silence and retrying, since that is the
-/// microphone the user asked for.
-fn open_audio_source(device: &AudioDevice) -> Option<Box<dyn AudioSource>> {
-    let want = format_hook();
-    let show = |m: &MicSource| {
-        m.input_format().map_or(String::new(), |f| {
-            format!(
-                "{} Hz, {} channels, {}",
-                f.sample_rate, f.channels, f.sample_format
-            )
-        })
-    };
-    match device {
-        AudioDevice::None => {
-            log::info!("audio.device = \"none\": no audio track");
-            None
-        }
-        AudioDevice::Test => Some(Box::new(TestTone::new())),
-        AudioDevice::Auto => {
-            match MicSource::open(mic::DEFAULT_DEVICE, want) {
-                Ok(m) => {
-                    log::info!(
-                        "audio.device = \"auto\": capturing from the default microphone ({})",
-                        show(&m)
-                    );
-                    Some(Box::new(m))
-                }
-                Err(e) => {
-                    log::info!("audio.device = \"auto\": no usable microphone ({e}); streaming the test tone");
-                    Some(Box::new(TestTone::new()))
-                }
-            }
-        }
-        AudioDevice::Name(name) => match MicSource::open(name, want) {
-            Ok(m) => {
-                log::info!("audio.device = {name:?}: capturing ({})", show(&m));
-                Some(Box::new(m))
-            }
-            Err(e) => {
-                log::warn!("audio.device = {name:?}: {e}; sending silence until it opens");
-                Some(Box::new(MicSource::retrying(name, want, e)))
-            }
-        },
-    }
-}
-
-/// Test hook, not a feature: `ROVERD_TEST_AUDIO_FORMAT=RATE/CHANNELS/FORMAT` (e.g.
-/// `44100/2/i16`) makes roverd ask the capture device for exactly that format instead of
-/// choosing, so that `tests/microphone.rs` can capture 44.1 kHz stereo from an ALSA device
-/// that accepts any format.
-fn format_hook() -> Option<pcm::Want> {
-    const VAR: &str = "ROVERD_TEST_AUDIO_FORMAT";
-    let value = std::env::var(VAR).ok()?;
-    match value.parse() {
-        Ok(want) => {
-            log::warn!("{VAR}={value}: asking the microphone for exactly that (a test hook)");
-            Some(want)
-        }
-        Err(e) => {
-            log::warn!("{VAR}: {e}; ignored");
-            None
-        }
-    }
-}
-
 #[derive(Debug, Clone, Serialize)]
 pub struct VideoStatus {
     pub source: String,
@@ -415,7 +262,7 @@ pub struct AudioStatus {
     pub channels: u16,
     pub frames_encoded: u64,
     /// The format the device delivers (before conversion); `null` while it is not open.
-    pub input: Option<pcm::InputFormat>,
+    pub input: Option<dsp::InputFormat>,
     /// False while the device fails and silence is sent instead.
     pub capturing: bool,
     /// Times captured audio was dropped because the device delivered too fast.

@@ -10,8 +10,9 @@
 //! pace is the stream's pace).
 
 use crate::media::fanout::Fanout;
+use crate::media::frame::I420Frame;
 use crate::media::h264;
-use crate::media::pattern::{self, I420Frame};
+use crate::media::pattern;
 use crate::sync::lock;
 use bytes::Bytes;
 use openh264::encoder::{

@@ -3,79 +3,52 @@
 //! [`Motors`] is the trait; [`open`] picks the backend named by `motors.driver`: `sim`
 //! (always built, in memory, visible in `/api/status`) or one of the GPIO boards in
 //! [`gpio`]. The boards talk to pins only through [`gpio::Pins`], so the exact pin writes
-//! of each board are tested on any machine with a recording fake; rppal sits behind it.
+//! of each board are tested on any machine with a recording fake; rppal sits behind it,
+//! in `rppal_pins`, built with the `gpio-rppal` feature.
 
 pub mod gpio;
+mod motor;
+#[cfg(feature = "gpio-rppal")]
+mod rppal_pins;
+mod sim;
+
+pub use motor::{MotorError, Motors};
+pub use sim::{Sim, SimRecord};
 
 use crate::config::{MotorDriver, MotorsConfig};
-use std::sync::{Arc, Mutex};
 
-#[derive(Debug, thiserror::Error)]
-pub enum MotorError {
-    #[error(
-        "motors.driver = \"{driver}\" needs the Raspberry Pi's GPIO, which is not available \
-         here ({reason}). On a machine without GPIO set motors.driver = \"sim\" or run with \
-         --simulate; on a Pi, check that the user is in the gpio group"
-    )]
-    NoGpio {
-        driver: &'static str,
-        reason: String,
-    },
-    #[error("GPIO {pin} ({key}) could not be set up: {reason}")]
-    Pin {
-        pin: u8,
-        key: String,
-        reason: String,
-    },
-    #[error("writing GPIO {pin} failed: {reason}")]
-    Write { pin: u8, reason: String },
-}
-
-/// Two wheel speeds in -1..=1 (negative is backwards), written together.
-pub trait Motors: Send {
-    /// The name shown in `/api/status`: "sim", "l298n", ...
-    fn name(&self) -> &'static str;
-    fn set(&mut self, left: f64, right: f64) -> Result<(), MotorError>;
-}
-
-/// What the simulated motors were last told, and every write, for status and tests.
-#[derive(Debug, Default)]
-pub struct SimRecord {
-    pub left: f64,
-    pub right: f64,
-    pub writes: u64,
-}
-
-/// Motors in memory. `record` is shared so status and tests can see every write.
-#[derive(Debug, Clone, Default)]
-pub struct Sim {
-    pub record: Arc<Mutex<SimRecord>>,
-}
-
-impl Motors for Sim {
-    fn name(&self) -> &'static str {
-        "sim"
-    }
-
-    fn set(&mut self, left: f64, right: f64) -> Result<(), MotorError> {
-        let mut r = crate::sync::lock(&self.record);
-        r.left = left;
-        r.right = right;
-        r.writes += 1;
-        Ok(())
-    }
-}
-
-/// Opens the backend `config.driver` names. A GPIO board on a machine without GPIO is an
-/// error at start, never a silent fallback: the robot would not move and nobody would know.
+/// Opens the backend `config.driver` names. A GPIO board on a machine without GPIO (or in
+/// a build without GPIO support) is an error at start, never a silent fallback: the robot
+/// would not move and nobody would know.
 pub fn open(config: &MotorsConfig) -> Result<Box<dyn Motors>, MotorError> {
     match config.driver {
         MotorDriver::Sim => Ok(Box::new(Sim::default())),
-        board => {
-            let pins = gpio::RppalPins::open(board.as_str())?;
-            Ok(Box::new(gpio::Board::new(config, Box::new(pins))?))
-        }
+        board => open_board(config, board),
     }
+}
+
+#[cfg(feature = "gpio-rppal")]
+fn open_board(config: &MotorsConfig, board: MotorDriver) -> Result<Box<dyn Motors>, MotorError> {
+    let pins = rppal_pins::RppalPins::open(board.as_str())?;
+    Ok(Box::new(gpio::Board::new(config, Box::new(pins))?))
+}
+
+#[cfg(not(feature = "gpio-rppal"))]
+fn open_board(_config: &MotorsConfig, board: MotorDriver) -> Result<Box<dyn Motors>, MotorError> {
+    Err(MotorError::NotBuilt {
+        driver: board.as_str(),
+    })
+}
+
+/// Whether the motors could be driven here, for `roverd devices`: the board model and the
+/// GPIO character devices when rppal can open them, else why not and what that means.
+pub fn describe_gpio() -> String {
+    #[cfg(feature = "gpio-rppal")]
+    return rppal_pins::describe_gpio();
+    #[cfg(not(feature = "gpio-rppal"))]
+    "GPIO not built in: this roverd was built without GPIO support (the cargo feature \
+     gpio-rppal), so motors.driver can only be \"sim\"\n"
+        .to_owned()
 }
 
 /// Holds the motors and zeroes them when dropped, so that however the motor task ends
@@ -88,5 +61,56 @@ impl Drop for StopOnDrop {
             Ok(()) => log::info!("motors stopped"),
             Err(e) => log::error!("could not stop the motors: {e}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[cfg(feature = "gpio-rppal")]
+    fn without_gpio_a_board_is_refused_with_what_to_change() {
+        // This machine (a desktop or CI) has no Raspberry Pi GPIO.
+        if rppal::system::DeviceInfo::new().is_ok() {
+            return;
+        }
+        let err = match open(&MotorsConfig {
+            driver: MotorDriver::L298n,
+            ..MotorsConfig::default()
+        }) {
+            Ok(_) => panic!("a GPIO board opened on a machine without GPIO"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains("motors.driver = \"l298n\""), "{err}");
+        assert!(
+            err.contains("--simulate") && err.contains("\"sim\""),
+            "{err}"
+        );
+    }
+
+    #[test]
+    #[cfg(not(feature = "gpio-rppal"))]
+    fn without_gpio_support_a_board_is_refused_naming_the_feature() {
+        let err = match open(&MotorsConfig {
+            driver: MotorDriver::Tb6612,
+            ..MotorsConfig::default()
+        }) {
+            Ok(_) => panic!("a GPIO board opened in a build without GPIO support"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.starts_with("motors.driver = \"tb6612\""), "{err}");
+        assert!(
+            err.contains("gpio-rppal") && err.contains("\"sim\""),
+            "{err}"
+        );
+        assert!(describe_gpio().contains("gpio-rppal"));
+    }
+
+    #[test]
+    fn sim_needs_no_hardware() {
+        let mut motors = open(&MotorsConfig::default()).expect("sim opens");
+        assert_eq!(motors.name(), "sim");
+        motors.set(0.5, -0.5).expect("writes");
     }
 }
