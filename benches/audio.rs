@@ -15,9 +15,9 @@
 //! Runs for a 48 kHz mono device with 10 ms periods and a 44.1 kHz stereo device with
 //! 1024-frame (23 ms) periods, the common USB microphone case.
 
-use roverd::media::audio::{self, AudioShared, RingSource};
-use roverd::media::dsp::{self, FRAME_SAMPLES};
-use roverd::media::fanout::{Fanout, Next};
+use roverd::testing::audio::{self, AudioShared, RingSource};
+use roverd::testing::audio::{self as dsp, FRAME_SAMPLES};
+use roverd::testing::{Fanout, Next};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -6,10 +6,10 @@
 //! rest (a stop between them, as between key presses), with the default ramp (4/s) and
 //! with the ramp off.
 
-use roverd::control::Control;
-use roverd::motors::{MotorError, Motors};
-use roverd::safety::{MotorLimits, Wheel};
-use roverd::session::{Access, ChannelPolicy, Session, Step};
+use roverd::testing::Control;
+use roverd::testing::{Access, ChannelPolicy, Session, Step};
+use roverd::testing::{MotorError, Motors};
+use roverd::testing::{MotorLimits, Wheel};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
@@ -66,7 +66,7 @@ async fn run(ramp_per_s: f64, commands: usize) -> Vec<Duration> {
     let policy = ChannelPolicy {
         access: Access::Full,
         deadman_ms: 500,
-        message_bytes: roverd::protocol::MAX_MESSAGE_BYTES,
+        message_bytes: roverd::testing::MAX_MESSAGE_BYTES,
         // No rate limit in the way: every command is measured.
         messages_per_s: u32::MAX,
     };

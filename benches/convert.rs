@@ -13,10 +13,10 @@
 //! beside the encoder thread, so on a multi-core Pi it adds CPU but not latency to the
 //! encode. The machine may be shared: each figure is the median of 5 runs.
 
-use roverd::media::convert::{Converter, PixelFormat, RawFrame};
-use roverd::media::frame::I420Frame;
-use roverd::media::pattern::render_test_pattern;
-use roverd::media::video::{VideoEncoder, VideoSettings};
+use roverd::testing::render_test_pattern;
+use roverd::testing::I420Frame;
+use roverd::testing::{Converter, PixelFormat, RawFrame};
+use roverd::testing::{VideoEncoder, VideoSettings};
 use std::time::{Duration, Instant};
 
 const FRAMES: usize = 60;

@@ -23,10 +23,10 @@
 mod common;
 
 use common::{now_ms, request, stamp_distance_ms, ClientPeer, VideoReceiver};
-use roverd::media::frame::I420Frame;
-use roverd::media::pattern::render_test_pattern;
-use roverd::media::stamp::read_stamp;
-use roverd::media::video::{VideoEncoder, VideoSettings};
+use roverd::testing::read_stamp;
+use roverd::testing::render_test_pattern;
+use roverd::testing::I420Frame;
+use roverd::testing::{VideoEncoder, VideoSettings};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::process::Command;

@@ -10,7 +10,6 @@ use crate::config::Config;
 use crate::motors::{self, MotorError, Motors, StopOnDrop};
 use crate::protocol::Command;
 use crate::safety::{MotorLimits, MotorState, Refusal, Safety, Wheel};
-pub use crate::session::Access;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 

@@ -8,30 +8,35 @@
 //! may do; `server::serve` builds the rest and ties it together from start to shutdown;
 //! `daemon::run` is the process around it (runtime, signals, the time allowed to stop).
 
+// Nothing in roverd needs `unsafe`; the crates it builds on hold what does.
+#![forbid(unsafe_code)]
+
 mod cli;
 pub mod config;
-pub mod control;
+mod control;
 mod daemon;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod http;
-pub mod logging;
-pub mod media;
-pub mod motors;
-pub mod notify;
-pub mod peers;
-pub mod protocol;
-pub mod ratelimit;
-pub mod rtc;
-pub mod safety;
-pub mod server;
-pub mod session;
+mod http;
+mod logging;
+mod media;
+mod motors;
+mod notify;
+mod peers;
+mod protocol;
+mod ratelimit;
+mod rtc;
+mod safety;
+mod server;
+mod session;
 mod sync;
-pub mod tls;
-pub mod web;
+#[doc(hidden)]
+pub mod testing;
+mod tls;
+mod web;
 
 pub use cli::{check_config, devices};
 pub use daemon::{run, RunError, RunOptions};
-pub use server::{serve, serve_on, Listeners};
+pub use server::{serve, serve_on, Listeners, ServeError};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

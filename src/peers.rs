@@ -166,10 +166,6 @@ impl Peers {
         self.table().peers.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Every peer, with `driver` set for the one whose id is `driver`.
     pub fn list(&self, driver: Option<&str>) -> Vec<PeerStatus> {
         let mut list: Vec<PeerStatus> = self

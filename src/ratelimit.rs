@@ -100,6 +100,7 @@ impl PerClient {
             .take(now)
     }
 
+    #[cfg(test)]
     pub fn tracked(&self) -> usize {
         self.buckets.len()
     }

@@ -6,7 +6,7 @@ mod common;
 
 use common::{is_slate, test_config, ClientPeer, Server, VideoReceiver, PATIENCE};
 use roverd::config::CameraDevice;
-use roverd::media::stamp::read_stamp;
+use roverd::testing::read_stamp;
 use std::time::Duration;
 
 /// Decodes pictures from `peer` for `window` and returns (slates, plain pictures).
@@ -32,7 +32,7 @@ async fn count_pictures(peer: &mut ClientPeer, window: Duration) -> (usize, usiz
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_without_a_camera_streams_the_pattern_and_says_why_in_the_status() {
-    if roverd::media::devices::list_cameras()
+    if roverd::testing::list_cameras()
         .iter()
         .any(|c| c.can_capture())
     {

@@ -2,8 +2,8 @@
 //! PCM defined with ALSA's `file` plugin, no sound card. Its own test binary, since it
 //! points this process's ALSA at a config file (ALSA reads `ALSA_CONFIG_PATH` itself).
 
-use roverd::media::mic::list_microphones;
-use roverd::media::mic_list::format_microphones;
+use roverd::testing::format_microphones;
+use roverd::testing::list_microphones;
 
 #[test]
 fn the_listing_names_a_capture_device_in_a_line_that_pastes_into_the_config() {

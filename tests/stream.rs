@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use roverd::media::stamp::read_stamp;
+use roverd::testing::read_stamp;
 use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -273,8 +273,8 @@ async fn every_offer_alias_answers_in_the_same_shape() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_encoder_never_waits_for_a_subscriber_that_does_not_read() {
-    use roverd::media::fanout::Next;
-    let media = roverd::media::Media::start(&test_config()).expect("pipeline starts");
+    use roverd::testing::Next;
+    let media = roverd::testing::Media::start(&test_config()).expect("pipeline starts");
     let mut stalled = media.subscribe_video();
     let mut reader = media.subscribe_video();
     for i in 0..40 {

@@ -11,8 +11,7 @@
 mod access;
 mod app;
 
-pub use access::{host_name, RequestPolicy};
-pub use app::{App, MotorStatus, OfferError, Status};
+pub use app::{App, OfferError};
 
 use crate::session::Access;
 use bytes::Bytes;

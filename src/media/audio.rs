@@ -135,6 +135,7 @@ impl Schedule {
     }
 
     /// Starts again at the next `wait`.
+    #[cfg_attr(not(feature = "mic-alsa"), allow(dead_code))]
     pub fn reset(&mut self) {
         self.next_due = None;
     }

@@ -328,18 +328,8 @@ impl PacedBuffer {
         Fill::Underrun(n)
     }
 
-    /// Empties the buffer (after a device failure); the counts stay.
-    pub fn clear(&mut self) {
-        self.samples.clear();
-        self.playing = false;
-    }
-
     pub fn len(&self) -> usize {
         self.samples.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.samples.is_empty()
     }
 
     pub fn target(&self) -> usize {
@@ -351,6 +341,7 @@ impl PacedBuffer {
     }
 
     /// Samples thrown away by overruns.
+    #[cfg(test)]
     pub fn dropped(&self) -> u64 {
         self.dropped
     }

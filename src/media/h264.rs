@@ -85,6 +85,7 @@ pub fn nal_starts(annexb: &[u8]) -> impl Iterator<Item = usize> + '_ {
 }
 
 /// The NAL unit types in an Annex-B access unit, in order (7 SPS, 8 PPS, 5 IDR slice, 1 slice).
+#[cfg(test)]
 pub fn nal_types(annexb: &[u8]) -> Vec<u8> {
     nal_starts(annexb)
         .filter_map(|s| annexb.get(s).map(|h| h & 0x1f))

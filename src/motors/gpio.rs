@@ -3,6 +3,8 @@
 //! A [`Board`] turns a wheel speed into pin states and PWM duty cycles; [`Pins`] is all it
 //! needs from the hardware. `motors::rppal_pins` implements it with rppal (with the
 //! `gpio-rppal` feature); tests use a recording fake. Pure: no pin is touched here.
+//! Built without that feature, only the tests use it.
+#![cfg_attr(not(feature = "gpio-rppal"), allow(dead_code))]
 
 use crate::config::{MotorDriver, MotorPins, MotorsConfig, PwmKind};
 use crate::motors::motor::{MotorError, Motors};

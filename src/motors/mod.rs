@@ -13,7 +13,7 @@ mod rppal_pins;
 mod sim;
 
 pub use motor::{MotorError, Motors};
-pub use sim::{Sim, SimRecord};
+pub use sim::Sim;
 
 use crate::config::{MotorDriver, MotorsConfig};
 
