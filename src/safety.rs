@@ -516,7 +516,8 @@ mod tests {
         s.command("d", &wheels(0.5, 0.5), t0 + 2120 * MS).unwrap();
         assert_eq!(speeds(&s), (0.5, 0.5));
         s.command("d", &wheels(0.0, 0.0), t0 + 2130 * MS).unwrap();
-        s.command("a", &wheels(0.0, 0.0), t0 + 2140 * MS).unwrap_err();
+        s.command("a", &wheels(0.0, 0.0), t0 + 2140 * MS)
+            .unwrap_err();
         s.tick(t0 + 2700 * MS);
         s.command("a", &wheels(0.5, 0.5), t0 + 2710 * MS).unwrap();
         assert_eq!(speeds(&s), (0.5, 0.5));
