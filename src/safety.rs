@@ -403,7 +403,7 @@ mod tests {
                 "repeat {i}"
             );
             s.tick(at + 10 * MS);
-            assert_eq!(speeds(&s), (0.0, 0.0), "repeat {i} moved the motors");
+            assert_eq!(speeds(s), (0.0, 0.0), "repeat {i} moved the motors");
             assert_eq!(s.state().driver, None, "repeat {i} took the lease");
         }
     }
