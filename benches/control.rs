@@ -84,6 +84,15 @@ async fn run(ramp_per_s: f64, commands: usize) -> Vec<Duration> {
         latencies.push(next_write(&mut writes).await - sent);
         assert!(handle(&mut session, &control, r#"{"type":"stop"}"#).await);
         next_write(&mut writes).await;
+        // After a stop the driver lets go (a zero drive; nothing to write) before driving.
+        assert!(
+            handle(
+                &mut session,
+                &control,
+                r#"{"type":"drive","left":0,"right":0}"#
+            )
+            .await
+        );
     }
     control.halt().await;
     latencies

@@ -10,6 +10,7 @@
 use crate::config::{Config, ConfigError};
 use crate::protocol::{self, Command, Outgoing};
 use crate::safety::{MotorLimits, Safety, Wheel};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// What one input came to, for the corpus test to count.
@@ -96,6 +97,8 @@ fn drive_session(text: &str) {
     let t0 = Instant::now();
     let mut now = t0;
     let mut estop = false;
+    // Each peer seen driving, and whether it must let go (a zero drive) before driving.
+    let mut must_let_go: HashMap<&str, bool> = HashMap::new();
     for (i, line) in text.lines().enumerate().take(256) {
         now += Duration::from_millis(30);
         let peer = if i % 2 == 0 { "a" } else { "b" };
@@ -107,6 +110,8 @@ fn drive_session(text: &str) {
         let driver_before = safety.state().driver;
         let result = safety.command(peer, &command, now);
         let state = safety.state();
+        let letting_go = matches!(&command, Command::Drive(d) if d.wheels() == (0.0, 0.0));
+        let held = !letting_go && must_let_go.get(peer).copied().unwrap_or(false);
         match (&command, &result) {
             (Command::Stop | Command::Estop, _) => {
                 assert!(result.is_ok(), "{line:?}: stop refused: {result:?}");
@@ -118,16 +123,28 @@ fn drive_session(text: &str) {
             }
             (Command::Drive(_), Ok(())) => {
                 assert!(!estop, "{line:?}: a drive was obeyed while e-stopped");
+                assert!(!held, "{line:?}: a drive was obeyed before letting go");
                 assert_eq!(state.driver.as_deref(), Some(peer));
             }
             (Command::Drive(_), Err(_)) => {
                 let other = driver_before.as_deref().is_some_and(|d| d != peer);
-                assert!(estop || other, "{line:?}: a drive was refused: {result:?}");
+                assert!(
+                    estop || other || held,
+                    "{line:?}: a drive was refused: {result:?}"
+                );
             }
             _ => {}
         }
         match command {
-            Command::Estop => estop = true,
+            Command::Drive(_) => {
+                let must = must_let_go.entry(peer).or_default();
+                *must = !letting_go && (*must || estop);
+            }
+            Command::Stop => must_let_go.values_mut().for_each(|m| *m = true),
+            Command::Estop => {
+                estop = true;
+                must_let_go.values_mut().for_each(|m| *m = true);
+            }
             Command::Reset => estop = false,
             _ => {}
         }
@@ -143,7 +160,7 @@ fn drive_session(text: &str) {
         "the deadman did not stop"
     );
     assert_eq!(state.driver, None);
-    // The driver leaves: the motors stop at once.
+    // The peers leave: the motors stay stopped, and nothing is kept about them.
     safety.peer_left("a", now);
     safety.peer_left("b", now);
     assert_eq!(safety.next_deadline(), None);

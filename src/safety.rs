@@ -8,13 +8,20 @@
 //! commands, at most `deadman` apart, with no e-stop latched. Every other path leads to 0:
 //! - deadman: no drive from the driver for `deadman` → 0, and the lease lapses;
 //! - the driver leaves (data channel or connection closed, failed, disconnected) → 0;
-//! - `stop` from anyone → 0; `estop` from anyone → 0 and latched until `reset`;
+//! - `stop` from anyone → 0 and the lease released; `estop` from anyone → 0, the lease
+//!   released, and latched until `reset`;
 //! - shutdown → 0 (the shell calls [`Safety::halt`]).
+//!
+//! A stop wins: after a `stop` or an `estop`, every peer that has sent a drive (and not left
+//! since) must let go of its controls, by sending a zero drive, before its non-zero drives
+//! are obeyed again. A driver that keeps repeating its command cannot undo a bystander's
+//! stop, nor resume moving when an e-stop is reset.
 //!
 //! Stops are immediate. The ramp (`ramp_per_s`) only limits how fast drive commands change
 //! the speed, a zero drive on release included: a stop that takes time is not a stop.
 
 use crate::protocol::{Command, Drive};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// A drive from rest moves the speed by this much of the ramp at once, instead of at the
@@ -53,11 +60,23 @@ pub struct MotorLimits {
     pub right: Wheel,
 }
 
+/// What a peer has to let go after: the last stop it drove through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Halted {
+    #[error("a stop was sent (by you or another viewer)")]
+    Stop,
+    #[error("an emergency stop was sent (by you or another viewer) and has since been reset")]
+    Estop,
+}
+
 /// Why a command was refused; the text goes back to the browser.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
     #[error("emergency stop is latched: send {{\"type\":\"reset\"}} before driving")]
     Estopped,
+    /// A non-zero drive from a peer that has not sent a zero drive since a stop.
+    #[error("{0}: let go of the controls (send a zero drive) before driving again")]
+    LetGo(Halted),
     #[error("another viewer ({0}) holds the driver's lease; you can drive once it stops driving for a moment or leaves")]
     NotDriver(PeerId),
     #[error("{0} is not a motor command")]
@@ -85,6 +104,9 @@ pub struct Safety {
     now_speed: (f64, f64),
     estop: bool,
     last_step: Option<Instant>,
+    /// Every peer seen sending a drive (refused or not) and not gone since, with the stop it
+    /// has not yet let go after (sent a zero drive since), if any.
+    drivers: HashMap<PeerId, Option<Halted>>,
 }
 
 impl Safety {
@@ -96,22 +118,23 @@ impl Safety {
             now_speed: (0.0, 0.0),
             estop: false,
             last_step: None,
+            drivers: HashMap::new(),
         }
     }
 
-    /// Applies a command from `peer` at `now`. A refused command changes nothing.
+    /// Applies a command from `peer` at `now`. A refused command moves nothing; it is only
+    /// remembered whether a refused drive let go of the controls (zero) or held them.
     pub fn command(&mut self, peer: &str, command: &Command, now: Instant) -> Result<(), Refusal> {
         self.advance(now);
         match command {
             Command::Drive(drive) => self.drive(peer, *drive, now),
             Command::Stop => {
-                self.cut();
+                self.stop(Halted::Stop);
                 Ok(())
             }
             Command::Estop => {
                 self.estop = true;
-                self.lease = None;
-                self.cut();
+                self.stop(Halted::Estop);
                 Ok(())
             }
             Command::Reset => {
@@ -122,16 +145,38 @@ impl Safety {
         }
     }
 
+    /// Motors to 0 at once, the lease released, and every peer that has driven must let
+    /// go before it drives again.
+    fn stop(&mut self, why: Halted) {
+        self.lease = None;
+        self.cut();
+        for held in self.drivers.values_mut() {
+            *held = Some(why);
+        }
+    }
+
     fn drive(&mut self, peer: &str, drive: Drive, now: Instant) -> Result<(), Refusal> {
+        let (left, right) = drive.wheels();
+        let letting_go = left == 0.0 && right == 0.0;
+        let held = self.drivers.entry(peer.to_owned()).or_insert(None);
+        if letting_go {
+            *held = None;
+        }
         if self.estop {
+            // Held through the latch: the reset must not set these repeats going.
+            if !letting_go {
+                *held = Some(Halted::Estop);
+            }
             return Err(Refusal::Estopped);
+        }
+        if let Some(why) = *held {
+            return Err(Refusal::LetGo(why));
         }
         if let Some((holder, _)) = &self.lease {
             if holder != peer {
                 return Err(Refusal::NotDriver(holder.clone()));
             }
         }
-        let (left, right) = drive.wheels();
         let max = self.limits.max_speed;
         let at_rest = !self.ramping();
         self.target = (left * max, right * max);
@@ -143,9 +188,11 @@ impl Safety {
         Ok(())
     }
 
-    /// A peer's control channel or connection is gone: if it was driving, stop.
+    /// A peer's control channel or connection is gone: if it was driving, stop. It is
+    /// forgotten, so that the peers remembered are only those still connected.
     pub fn peer_left(&mut self, peer: &str, now: Instant) {
         self.advance(now);
+        self.drivers.remove(peer);
         if self
             .lease
             .as_ref()
@@ -314,7 +361,7 @@ mod tests {
     }
 
     #[test]
-    fn stop_from_any_peer_cuts_to_zero_at_once_but_keeps_the_lease() {
+    fn stop_from_any_peer_cuts_to_zero_at_once_and_releases_the_lease() {
         let t0 = Instant::now();
         let mut s = Safety::new(MotorLimits {
             ramp_per_s: 1.0,
@@ -336,7 +383,155 @@ mod tests {
             (0.0, 0.0),
             "no ramp on the way down from a stop"
         );
+        assert_eq!(s.state().driver, None, "the stop released the lease");
+        assert_eq!(s.next_deadline(), None);
+        // A peer that never drove takes the free lease at once; "a" must let go first.
+        s.command("c", &wheels(0.2, 0.2), t0 + 1402 * MS).unwrap();
+        assert_eq!(s.state().driver.as_deref(), Some("c"));
+    }
+
+    const LET_GO_AFTER_STOP: Refusal = Refusal::LetGo(Halted::Stop);
+
+    /// `peer` repeats `drive(0.5, 0.5)` every 50 ms from `from` for a second; each is refused
+    /// with `why` and the motors stay at 0.
+    fn repeats_are_refused(s: &mut Safety, peer: &str, from: Instant, why: &Refusal) {
+        for i in 0..20 {
+            let at = from + i * 50 * MS;
+            assert_eq!(
+                s.command(peer, &wheels(0.5, 0.5), at).as_ref(),
+                Err(why),
+                "repeat {i}"
+            );
+            s.tick(at + 10 * MS);
+            assert_eq!(speeds(s), (0.0, 0.0), "repeat {i} moved the motors");
+            assert_eq!(s.state().driver, None, "repeat {i} took the lease");
+        }
+    }
+
+    #[test]
+    fn a_repeating_driver_cannot_undo_a_bystanders_stop_until_it_lets_go() {
+        let t0 = Instant::now();
+        let mut s = Safety::new(limits());
+        for i in 0..4 {
+            s.command("a", &wheels(0.5, 0.5), t0 + i * 50 * MS).unwrap();
+        }
+        s.command("b", &Command::Stop, t0 + 160 * MS).unwrap();
+        assert_eq!(speeds(&s), (0.0, 0.0));
+        repeats_are_refused(&mut s, "a", t0 + 200 * MS, &LET_GO_AFTER_STOP);
+        assert_eq!(
+            LET_GO_AFTER_STOP.to_string(),
+            "a stop was sent (by you or another viewer): let go of the controls \
+             (send a zero drive) before driving again"
+        );
+        // Letting go, then driving again, works at once.
+        s.command("a", &wheels(0.0, 0.0), t0 + 1200 * MS).unwrap();
+        s.command("a", &wheels(0.5, 0.5), t0 + 1250 * MS).unwrap();
+        assert_eq!(speeds(&s), (0.5, 0.5));
         assert_eq!(s.state().driver.as_deref(), Some("a"));
+        // A twist that mixes to nothing lets go too.
+        s.command("a", &Command::Stop, t0 + 1300 * MS).unwrap();
+        let still = Command::Drive(Drive::Twist {
+            linear: 0.0,
+            angular: 0.0,
+        });
+        s.command("a", &still, t0 + 1310 * MS).unwrap();
+        s.command("a", &wheels(0.5, 0.5), t0 + 1320 * MS).unwrap();
+        assert_eq!(speeds(&s), (0.5, 0.5));
+    }
+
+    #[test]
+    fn its_own_stop_holds_the_driver_too() {
+        let t0 = Instant::now();
+        let mut s = Safety::new(limits());
+        s.command("a", &wheels(0.5, 0.5), t0).unwrap();
+        s.command("a", &Command::Stop, t0 + 10 * MS).unwrap();
+        repeats_are_refused(&mut s, "a", t0 + 50 * MS, &LET_GO_AFTER_STOP);
+    }
+
+    #[test]
+    fn every_peer_seen_driving_must_let_go_not_only_the_lease_holder() {
+        let t0 = Instant::now();
+        let mut s = Safety::new(limits());
+        s.command("a", &wheels(0.5, 0.5), t0).unwrap();
+        // "b" keeps trying while "a" holds the lease: refused, but seen driving.
+        assert_eq!(
+            s.command("b", &wheels(-0.5, -0.5), t0 + 10 * MS),
+            Err(Refusal::NotDriver("a".into()))
+        );
+        s.command("c", &Command::Stop, t0 + 20 * MS).unwrap();
+        // With the lease free, "b"'s repeats would otherwise take it and move.
+        repeats_are_refused(&mut s, "b", t0 + 30 * MS, &LET_GO_AFTER_STOP);
+        repeats_are_refused(&mut s, "a", t0 + 40 * MS, &LET_GO_AFTER_STOP);
+        s.command("b", &wheels(0.0, 0.0), t0 + 1100 * MS).unwrap();
+        s.command("b", &wheels(-0.5, -0.5), t0 + 1150 * MS).unwrap();
+        assert_eq!(speeds(&s), (-0.5, -0.5));
+    }
+
+    #[test]
+    fn a_peer_is_forgotten_when_it_leaves() {
+        let t0 = Instant::now();
+        let mut s = Safety::new(limits());
+        s.command("a", &wheels(0.5, 0.5), t0).unwrap();
+        s.command("b", &wheels(0.5, 0.5), t0 + 10 * MS).unwrap_err();
+        s.command("b", &Command::Stop, t0 + 20 * MS).unwrap();
+        assert_eq!(s.drivers.len(), 2);
+        s.peer_left("a", t0 + 30 * MS);
+        s.peer_left("b", t0 + 40 * MS);
+        assert!(s.drivers.is_empty(), "{:?}", s.drivers);
+        // Viewers that never drove are never remembered.
+        s.command("v", &Command::Stop, t0 + 50 * MS).unwrap();
+        s.command("v", &Command::Estop, t0 + 60 * MS).unwrap();
+        assert!(s.drivers.is_empty(), "{:?}", s.drivers);
+    }
+
+    #[test]
+    fn a_reset_does_not_set_a_repeating_driver_going_again() {
+        let t0 = Instant::now();
+        let mut s = Safety::new(limits());
+        s.command("a", &wheels(0.5, 0.5), t0).unwrap();
+        // "c" drove once long ago and let go; "d" drove and lets go during the latch.
+        s.command("c", &wheels(0.5, 0.5), t0 + 10 * MS).unwrap_err();
+        s.command("c", &wheels(0.0, 0.0), t0 + 20 * MS).unwrap_err();
+        s.command("d", &wheels(0.5, 0.5), t0 + 30 * MS).unwrap_err();
+        s.command("b", &Command::Estop, t0 + 40 * MS).unwrap();
+        repeats_are_refused(&mut s, "a", t0 + 50 * MS, &Refusal::Estopped);
+        assert_eq!(
+            s.command("d", &wheels(0.0, 0.0), t0 + 60 * MS),
+            Err(Refusal::Estopped)
+        );
+        s.command("b", &Command::Reset, t0 + 1100 * MS).unwrap();
+        let after_reset = Refusal::LetGo(Halted::Estop);
+        repeats_are_refused(&mut s, "a", t0 + 1110 * MS, &after_reset);
+        // "c" let go before the e-stop, but not after: the e-stop holds it as well.
+        assert_eq!(
+            s.command("c", &wheels(0.5, 0.5), t0 + 2110 * MS),
+            Err(after_reset.clone())
+        );
+        assert_eq!(
+            after_reset.to_string(),
+            "an emergency stop was sent (by you or another viewer) and has since been reset: \
+             let go of the controls (send a zero drive) before driving again"
+        );
+        // A zero drive during the latch was refused, but it let go.
+        s.command("d", &wheels(0.5, 0.5), t0 + 2120 * MS).unwrap();
+        assert_eq!(speeds(&s), (0.5, 0.5));
+        s.command("d", &wheels(0.0, 0.0), t0 + 2130 * MS).unwrap();
+        s.command("a", &wheels(0.0, 0.0), t0 + 2140 * MS)
+            .unwrap_err();
+        s.tick(t0 + 2700 * MS);
+        s.command("a", &wheels(0.5, 0.5), t0 + 2710 * MS).unwrap();
+        assert_eq!(speeds(&s), (0.5, 0.5));
+    }
+
+    #[test]
+    fn a_drive_held_through_an_estop_latch_holds_after_the_reset() {
+        let t0 = Instant::now();
+        let mut s = Safety::new(limits());
+        s.command("b", &Command::Estop, t0).unwrap();
+        // "e" first drives during the latch: unknown at the e-stop, it still holds.
+        s.command("e", &wheels(0.5, 0.5), t0 + 10 * MS).unwrap_err();
+        s.command("b", &Command::Reset, t0 + 20 * MS).unwrap();
+        repeats_are_refused(&mut s, "e", t0 + 30 * MS, &Refusal::LetGo(Halted::Estop));
     }
 
     #[test]
@@ -359,6 +554,8 @@ mod tests {
         s.command("viewer", &Command::Reset, t0 + 40 * MS).unwrap();
         assert!(!s.state().estop);
         assert_eq!(speeds(&s), (0.0, 0.0), "reset alone moves nothing");
+        // "a" drove before the e-stop: it lets go before driving again.
+        s.command("a", &wheels(0.0, 0.0), t0 + 45 * MS).unwrap();
         s.command("a", &wheels(0.3, 0.3), t0 + 50 * MS).unwrap();
         s.tick(t0 + 60 * MS);
         assert_eq!(speeds(&s), (0.3, 0.3));

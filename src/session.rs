@@ -5,8 +5,9 @@
 //! changed, a deadline passed), each time with the time as an argument, and answers with
 //! what to send and which motor command to carry out. It checks each message in order: the
 //! size limit (`limits.message_bytes`), the rate (`limits.messages_per_s`; over it only
-//! `stop` and `estop` pass), text and UTF-8, the protocol ([`protocol::parse`]), and the
-//! peer's [`Access`]. It also paces the `state` pushes. The shell (`rtc`'s data-channel
+//! `stop` and `estop` pass), text and UTF-8, the protocol ([`protocol::parse`]), the
+//! peer's [`Access`], and the order: a drive whose `seq` is below the highest `seq` seen on
+//! the channel is stale and refused. It also paces the `state` pushes. The shell (`rtc`'s data-channel
 //! adapter) moves the bytes, passes commands to the motor task and sleeps until
 //! [`Session::next_deadline`].
 
@@ -85,6 +86,8 @@ pub struct Session {
     last_push: Option<Pushed>,
     /// `latest` changed since `last_push` and waits for [`STATE_MIN_INTERVAL`] to pass.
     pending: bool,
+    /// The highest `seq` of any message read on this channel.
+    newest_seq: Option<i64>,
 }
 
 impl Session {
@@ -99,6 +102,7 @@ impl Session {
             latest: None,
             last_push: None,
             pending: false,
+            newest_seq: None,
         }
     }
 
@@ -142,6 +146,7 @@ impl Session {
             // The refusal is said once per flood, so a flood is not answered by a flood.
             let text = std::str::from_utf8(bytes).unwrap_or("");
             if let Ok(incoming) = protocol::parse(text) {
+                self.note_seq(incoming.seq);
                 if matches!(incoming.command, Command::Stop | Command::Estop) {
                     return Step::Command(Order {
                         command: incoming.command,
@@ -180,6 +185,7 @@ impl Session {
             Ok(incoming) => incoming,
             Err(e) => return Step::Reply(e.into()),
         };
+        let newest = self.note_seq(incoming.seq);
         match incoming.command {
             Command::Ping { t } => Step::Reply(Outgoing::Pong { t }),
             Command::Drive(_) | Command::Reset if self.policy.access == Access::Viewer => error(
@@ -188,12 +194,34 @@ impl Session {
                     .into(),
                 incoming.seq,
             ),
-            command => Step::Command(Order {
-                command,
-                seq: incoming.seq,
-                answer_refusal: true,
-            }),
+            command => {
+                if let (Command::Drive(_), Some(seq), Some(newest)) =
+                    (&command, incoming.seq, newest)
+                {
+                    if seq < newest {
+                        return error(
+                            format!(
+                                "drive with seq {seq} refused as stale: a message with seq {newest} \
+                                 came before it on this channel; number messages in increasing order"
+                            ),
+                            incoming.seq,
+                        );
+                    }
+                }
+                Step::Command(Order {
+                    command,
+                    seq: incoming.seq,
+                    answer_refusal: true,
+                })
+            }
         }
+    }
+
+    /// Records a message's `seq`; returns the highest one before it.
+    fn note_seq(&mut self, seq: Option<i64>) -> Option<i64> {
+        let before = self.newest_seq;
+        self.newest_seq = before.max(seq);
+        before
     }
 
     /// The reply when the motor task refused `order` for the reason `why`, if it gets one.
@@ -439,6 +467,59 @@ mod tests {
                 seq: Some(7)
             })
         );
+    }
+
+    fn drive(seq: Option<i64>) -> String {
+        match seq {
+            Some(seq) => format!(r#"{{"type":"drive","left":0.5,"right":0.5,"seq":{seq}}}"#),
+            None => r#"{"type":"drive","left":0.5,"right":0.5}"#.to_owned(),
+        }
+    }
+
+    #[test]
+    fn a_drive_older_than_a_seq_already_seen_on_the_channel_is_refused_as_stale() {
+        let (mut s, t0) = session(Access::Full);
+        // One message per 400 ms, well within the rate (3 a second).
+        let mut at = (1..).map(|i| t0 + i * 400 * MS);
+        let mut t = || at.next().unwrap_or(t0);
+        command(text(&mut s, t(), &drive(Some(5))));
+        command(text(&mut s, t(), &drive(Some(7))));
+        let (message, seq) = error_message(text(&mut s, t(), &drive(Some(6))));
+        assert_eq!(
+            message,
+            "drive with seq 6 refused as stale: a message with seq 7 came before it on this \
+             channel; number messages in increasing order"
+        );
+        assert_eq!(seq, Some(6));
+        // The same seq again is not older, and a drive without seq is never stale.
+        command(text(&mut s, t(), &drive(Some(7))));
+        command(text(&mut s, t(), &drive(None)));
+        // Every message's seq counts, and a stop is obeyed whatever its seq.
+        assert_eq!(
+            text(&mut s, t(), r#"{"type":"ping","t":1,"seq":9}"#),
+            pong(1)
+        );
+        let stop = command(text(&mut s, t(), r#"{"type":"stop","seq":2}"#));
+        assert_eq!(stop.command, Command::Stop);
+        let (message, seq) = error_message(text(&mut s, t(), &drive(Some(8))));
+        assert!(message.contains("seq 8 refused as stale") && message.contains("seq 9"));
+        assert_eq!(seq, Some(8));
+        // Another channel (a new session) starts afresh.
+        let (mut other, t0) = session(Access::Full);
+        command(text(&mut other, t0, &drive(Some(1))));
+    }
+
+    #[test]
+    fn a_stop_let_through_a_flood_counts_for_the_order_too() {
+        let (mut s, t0) = session(Access::Full);
+        for t in 0..4 {
+            text(&mut s, t0, &ping(t));
+        }
+        command(text(&mut s, t0, r#"{"type":"stop","seq":30}"#));
+        let t1 = t0 + Duration::from_secs(1);
+        let (message, seq) = error_message(text(&mut s, t1, &drive(Some(29))));
+        assert!(message.contains("seq 30"), "{message}");
+        assert_eq!(seq, Some(29));
     }
 
     #[test]

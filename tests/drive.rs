@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn moving(s: &serde_json::Value) -> bool {
@@ -31,6 +32,70 @@ fn config(deadman_ms: u64) -> roverd::config::Config {
 }
 
 const DRIVE: &str = r#"{"type":"drive","left":0.5,"right":0.5}"#;
+const LET_GO: &str = r#"{"type":"drive","left":0,"right":0}"#;
+
+/// A held control: `msg` every 50 ms on `peer`'s data channel, as the page repeats a drive
+/// while a control is held, until dropped.
+struct Repeat(tokio::task::JoinHandle<()>);
+
+impl Repeat {
+    fn start(peer: &ClientPeer, msg: &'static str) -> Repeat {
+        let dc = Arc::clone(&peer.dc);
+        Repeat(tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_millis(50));
+            loop {
+                every.tick().await;
+                if dc.send_text(msg).await.is_err() {
+                    break;
+                }
+            }
+        }))
+    }
+}
+
+impl Drop for Repeat {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Polls `/api/status` until the motors are at `want`; the time it took.
+async fn until_motors(server: &Server, want: (f64, f64)) -> Duration {
+    let start = Instant::now();
+    loop {
+        let now = motors(server).await;
+        if now == want {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < PATIENCE,
+            "the motors never reached {want:?}; they are at {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Samples the motors through `/api/status` every 15 ms for a second and checks that each
+/// sample is `want`.
+async fn motors_stay(server: &Server, want: (f64, f64), why: &str) {
+    let start = Instant::now();
+    let mut samples = 0;
+    while start.elapsed() < Duration::from_secs(1) {
+        let now = motors(server).await;
+        assert_eq!(now, want, "{why}: {:?} into the second", start.elapsed());
+        samples += 1;
+        tokio::time::sleep(Duration::from_millis(15)).await;
+    }
+    // Even a loaded machine answers a status request in well under 100 ms.
+    assert!(samples >= 10, "only {samples} samples in a second");
+}
+
+/// Every message that has already arrived on `peer`'s channel.
+fn arrived(peer: &mut ClientPeer) -> Vec<serde_json::Value> {
+    std::iter::from_fn(|| peer.messages.try_recv().ok())
+        .map(|m| serde_json::from_str(&m).expect("roverd sends JSON"))
+        .collect()
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drive_reaches_the_motors_and_the_deadman_stops_them_on_time() {
@@ -121,6 +186,21 @@ async fn an_estop_from_a_viewer_stops_the_driver_and_latches_until_reset() {
     assert_eq!(motors(&server).await, (0.0, 0.0));
     viewer.send(r#"{"type":"reset"}"#).await;
     driver.wait_state(|s| s["estop"] == false).await;
+    // The driver held its control through the e-stop: the reset does not set it going...
+    driver
+        .send(r#"{"type":"drive","left":0.5,"right":0.5,"seq":3}"#)
+        .await;
+    let refusal = driver.next_error().await;
+    assert_eq!(refusal["seq"], 3);
+    assert!(
+        refusal["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("has since been reset: let go of the controls")),
+        "{refusal}"
+    );
+    assert_eq!(motors(&server).await, (0.0, 0.0));
+    // ...until it lets go.
+    driver.send(LET_GO).await;
     driver.send(DRIVE).await;
     driver.wait_state(moving).await;
     server.stop().await;
@@ -131,11 +211,81 @@ async fn a_stop_from_any_peer_stops_the_motors() {
     let server = Server::start(config(10_000)).await;
     let mut driver = ClientPeer::connect(&server).await;
     let viewer = ClientPeer::connect(&server).await;
-    driver.send(DRIVE).await;
+    // The driver holds its control: drive(0.5, 0.5) every 50 ms, as the page repeats it.
+    let held = Repeat::start(&driver, DRIVE);
     driver.wait_state(moving).await;
     viewer.send(r#"{"type":"stop"}"#).await;
     driver.wait_state(stopped).await;
     assert_eq!(motors(&server).await, (0.0, 0.0));
+    // The stop wins: the repeats cannot undo it, for as long as they go on...
+    arrived(&mut driver);
+    motors_stay(&server, (0.0, 0.0), "a repeated drive undid the stop").await;
+    let refusals: Vec<_> = arrived(&mut driver)
+        .into_iter()
+        .filter(|m| m["type"] == "error")
+        .collect();
+    assert!(
+        refusals.len() >= 5,
+        "the repeats went on for a second, each refused: {refusals:?}"
+    );
+    for refusal in &refusals {
+        assert_eq!(
+            refusal["message"],
+            "a stop was sent (by you or another viewer): let go of the controls \
+             (send a zero drive) before driving again"
+        );
+    }
+    // ...but letting go and driving again works at once.
+    drop(held);
+    driver.send(LET_GO).await;
+    let _held = Repeat::start(&driver, DRIVE);
+    until_motors(&server, (0.5, 0.5)).await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_driver_leaving_stops_the_motors_and_a_viewer_leaving_does_not() {
+    let mut config = config(10_000);
+    // A slow ramp: were the motors cut, however briefly, they would take half a second to
+    // come back to speed under the repeats, in plain view of the samples.
+    config.motors.ramp_per_s = 1.0;
+    let server = Server::start(config).await;
+    let mut driver = ClientPeer::connect(&server).await;
+    let viewer = ClientPeer::connect(&server).await;
+    let _held = Repeat::start(&driver, DRIVE);
+    until_motors(&server, (0.5, 0.5)).await;
+    // The viewer leaves while the driver keeps driving: the motors keep moving.
+    let delete = |id: String| async move {
+        let path = format!("/api/peers/{id}");
+        request(server.addr, "DELETE", &path, &[], vec![]).await.0
+    };
+    assert_eq!(delete(viewer.id.clone()).await, 204);
+    let peers = |s: &serde_json::Value| s["peers"].as_array().map_or(0, Vec::len);
+    let start = Instant::now();
+    while peers(&server.status().await) > 1 {
+        assert!(start.elapsed() < PATIENCE, "the viewer never left");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    arrived(&mut driver);
+    motors_stay(&server, (0.5, 0.5), "the viewer leaving moved the motors").await;
+    let states: Vec<_> = arrived(&mut driver)
+        .into_iter()
+        .filter(|m| m["type"] == "state")
+        .collect();
+    assert!(!states.is_empty());
+    assert!(
+        states.iter().all(|s| moving(s) && s["driver"] == true),
+        "{states:?}"
+    );
+    // The driver leaves: the motors stop, long before the deadman (10 s).
+    let left = Instant::now();
+    assert_eq!(delete(driver.id.clone()).await, 204);
+    until_motors(&server, (0.0, 0.0)).await;
+    assert!(
+        left.elapsed() < Duration::from_secs(2),
+        "stopped {:?} after the driver left",
+        left.elapsed()
+    );
     server.stop().await;
 }
 

@@ -316,12 +316,17 @@ async fn a_message_flood_is_cut_to_the_rate_but_a_stop_always_gets_through() {
 
     peer.send(DRIVE).await;
     peer.wait_state(moving).await;
+    // Moving right before the flood, and the deadman (5 s) far off: only the stop can stop
+    // the motors within the bound below.
+    let status = server.status().await;
+    assert!(moving(&status["motors"]), "{status}");
     // 40 pings at once: at most the bucket's 10 are answered, one error says why...
     for t in 0..40 {
         peer.send(&format!(r#"{{"type":"ping","t":{t}}}"#)).await;
     }
     // ...and a stop in the middle of the flood is obeyed all the same.
     peer.send(r#"{"type":"stop"}"#).await;
+    let stop_sent = Instant::now();
     peer.send(r#"{"type":"ping","t":999}"#).await;
     let mut pongs = 0;
     let mut errors = Vec::new();
@@ -337,6 +342,11 @@ async fn a_message_flood_is_cut_to_the_rate_but_a_stop_always_gets_through() {
             _ => {}
         }
     }
+    let took = stop_sent.elapsed();
+    assert!(
+        took < Duration::from_millis(1500),
+        "stopped {took:?} after the stop: the stop was not obeyed, the 5 s deadman was"
+    );
     assert!(pongs <= 11, "{pongs} pongs: the rate was not applied");
     assert!(
         pongs >= 5,
