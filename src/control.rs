@@ -239,9 +239,16 @@ mod tests {
         let control = Control::start_with(Box::new(sim.clone()), limits());
         control.command("a", drive(1.0, 1.0)).await.unwrap();
         wait_for(&sim, (1.0, 1.0), &control).await;
+        let writes = sim.record.lock().unwrap().writes;
         control.peer_left("viewer");
-        control.command("a", drive(1.0, 1.0)).await.unwrap();
-        assert_eq!(sim.record.lock().unwrap().left, 1.0);
+        // A round trip that moves nothing: the departure has been handled before we look.
+        let ping = Command::Ping { t: 0.into() };
+        assert!(control.command("viewer", ping).await.is_err());
+        {
+            let r = sim.record.lock().unwrap();
+            assert_eq!((r.left, r.right, r.writes), (1.0, 1.0, writes));
+        }
+        assert_eq!(control.state().driver.as_deref(), Some("a"));
         control.peer_left("a");
         wait_for(&sim, (0.0, 0.0), &control).await;
     }

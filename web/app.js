@@ -872,6 +872,9 @@
   function resetEstop() {
     estopSentAt = -Infinity;
     if (!sendControl({ type: 'reset' })) showNote('Not connected: reset not sent', 'bad');
+    // The robot holds every drive after an e-stop until this page lets go (a zero
+    // drive): let go now, so the next press drives at once.
+    else if (!currentDrive()) sendLetGo();
     renderControls();
   }
 
@@ -1098,9 +1101,8 @@
       return;
     }
     if (about === 'drive') {
-      if (!estopLatched() && /another|other (viewer|peer|browser)|lease|driver/i.test(text)) {
-        otherDriverUntil = now + OTHER_DRIVER_MS;
-      }
+      // The let-go refusal names "another viewer" as a possible sender of the stop:
+      // it is no sign that someone else drives, so it is handled first.
       if (!estopLatched() && /let go/i.test(text)) {
         // About a drive sent before our last let go: already handled.
         if (msg.seq < lastLetGoSeq) return;
@@ -1118,6 +1120,9 @@
         showNote('Stopped: ' + text + ' — press again to drive', 'warn');
         renderControls();
         return;
+      }
+      if (!estopLatched() && /another|other (viewer|peer|browser)|lease|driver/i.test(text)) {
+        otherDriverUntil = now + OTHER_DRIVER_MS;
       }
       showNote('Drive refused: ' + text, 'warn');
       renderControls();
