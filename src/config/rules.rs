@@ -93,7 +93,8 @@ impl HttpConfig {
             }
         }
         if let Some(tls) = &self.tls {
-            if tls.listen == self.listen {
+            // Port 0 asks the system for a free port, a different one for each listener.
+            if tls.listen == self.listen && tls.listen.port() != 0 {
                 p.push(Problem::new(
                     "http.tls.listen",
                     format!("{:?}", tls.listen.to_string()),

@@ -273,6 +273,14 @@ fn tls_takes_files_or_self_signed() {
         problem("[http]\nlisten = \"0.0.0.0:8443\"\n[http.tls]\nself_signed = true\n")
             .starts_with("http.tls.listen = \"0.0.0.0:8443\": must differ")
     );
+    // Port 0 is a free port of the system's choice, a different one for each: the tests
+    // run both listeners that way, and `--listen 127.0.0.1:0` must not turn them away.
+    let both_free =
+        Config::from_toml_str("[http.tls]\nlisten = \"127.0.0.1:0\"\nself_signed = true\n")
+            .expect("valid");
+    assert!(both_free
+        .with_listen("127.0.0.1:0".parse().expect("an address"))
+        .is_ok());
     assert!(
         problem("[http.tls]\nlisten = \"nowhere\"\nself_signed = true\n").contains("0.0.0.0:8443")
     );

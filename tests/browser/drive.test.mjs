@@ -233,6 +233,7 @@ test('losing focus or visibility stops the motors although W is held', { timeout
     for (const how of ['blur', 'hidden']) {
       await page.keyboard.down('w');
       await waitForStatus(page, moving, MOVE_DEADLINE_MS, `motors > 0 while W is held (before ${how})`);
+      const mark = await page.evaluate(() => window.__sent.length);
       await page.evaluate((kind) => {
         if (kind === 'blur') {
           window.dispatchEvent(new Event('blur'));
@@ -244,6 +245,14 @@ test('losing focus or visibility stops the motors although W is held', { timeout
       }, how);
       await waitForStatus(page, stopped, STOP_DEADLINE_MS, `motors 0 after ${how} with W held`);
       await assertStill(page, STILL_MS, `after ${how} with W held`);
+      // What the page sent, not what the deadman did: the deadman alone would stop the
+      // motors within the bounds above, so the page's own part is read off the wire.
+      const sent = await page.evaluate((m) => window.__sent.slice(m), mark);
+      const drives = sent.filter(isDrive);
+      assert.ok(drives.length >= 1 && !nonZero(drives[0]),
+        `after ${how} the page's first drive must be a zero drive; it sent ${JSON.stringify(sent.map((s) => s.m))}`);
+      assert.ok(!drives.some(nonZero),
+        `after ${how} with W held the page went on driving: ${JSON.stringify(drives.map((s) => s.m))}`);
       await page.evaluate(() => {
         delete document.hidden;
         delete document.visibilityState;
