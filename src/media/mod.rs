@@ -12,6 +12,7 @@
 
 pub mod audio;
 pub mod camera;
+pub mod capture;
 pub mod convert;
 pub mod devices;
 pub mod dsp;
