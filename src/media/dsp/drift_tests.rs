@@ -140,7 +140,7 @@ fn the_drift_control_settles_in_proportion_and_holds_its_bounds() {
     for _ in 0..500 {
         r = d.update(2600, 2000);
     }
-    assert!(r < 1.0 && r >= 1.0 - MAX_DRIFT, "{r}");
+    assert!((1.0 - MAX_DRIFT..1.0).contains(&r), "{r}");
     assert!((r - (1.0 - 600.0 * DriftControl::GAIN)).abs() < 1e-6, "{r}");
     for _ in 0..500 {
         r = d.update(0, 1_000_000);
