@@ -4,6 +4,7 @@
 #   config    a config file's text
 #   offer     the body of a POST /api/offer, up to webrtc-rs's SDP parser
 #   negotiate the same body on through webrtc-rs's negotiation (sans-IO): the answer
+#   convert   one camera picture (YUYV, NV12, MJPEG; any size, any bytes) to I420
 #
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]     (default: 60 s, every target)
 #   scripts/fuzz.sh --minimize [SECONDS] [TARGET...]     (shrink the finds; no fuzzing)
@@ -28,7 +29,7 @@ seconds="${1:-60}"
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(protocol config offer negotiate)
+    targets=(protocol config offer negotiate convert)
 fi
 case "$seconds" in
     '' | *[!0-9]*)

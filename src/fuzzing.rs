@@ -284,3 +284,50 @@ fn checked_offer(data: &[u8]) -> Result<crate::rtc::Offer, Outcome> {
         Outcome::Refused
     })
 }
+
+/// Camera pixels: one picture through [`crate::media::convert::Converter`], as the
+/// capture thread runs it, in any format, at any size, with any bytes (a driver's buffer
+/// is only as trustworthy as the driver, and an MJPEG picture is a whole JPEG file).
+///
+/// The input is a 9-byte header, then the picture's bytes: the format (byte 0, modulo 3:
+/// YUYV, NV12, MJPEG), the camera's width and height (bytes 1–4, little-endian, modulo
+/// 2049) and the encoder's (bytes 5–8, modulo 257, rounded down to even, at least 2).
+/// Accepted: converted; refused: an error that says why. Either way the output picture
+/// keeps its size.
+pub fn convert(data: &[u8]) -> Outcome {
+    use crate::media::convert::{Converter, PixelFormat, RawFrame};
+    use crate::media::frame::I420Frame;
+    let Some((header, bytes)) = data.split_first_chunk::<9>() else {
+        return Outcome::NotReached;
+    };
+    let word = |i: usize| usize::from(u16::from_le_bytes([header[i], header[i + 1]]));
+    let format =
+        [PixelFormat::Yuyv, PixelFormat::Nv12, PixelFormat::Mjpeg][usize::from(header[0]) % 3];
+    let (width, height) = (word(1) % 2049, word(3) % 2049);
+    let out_side = |v: usize| ((v % 257) & !1).max(2);
+    let (out_w, out_h) = (out_side(word(5)), out_side(word(7)));
+    let raw = RawFrame {
+        format,
+        width,
+        height,
+        data: bytes,
+    };
+    let mut out = I420Frame::new(out_w, out_h);
+    let result = Converter::new().convert(&raw, &mut out);
+    assert_eq!(
+        (
+            out.width,
+            out.height,
+            out.y().len() + out.u().len() + out.v().len()
+        ),
+        (out_w, out_h, out_w * out_h * 3 / 2),
+        "the output picture changed size"
+    );
+    match result {
+        Ok(()) => Outcome::Accepted,
+        Err(e) => {
+            assert!(!e.to_string().trim().is_empty(), "refused without words");
+            Outcome::Refused
+        }
+    }
+}

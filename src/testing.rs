@@ -21,3 +21,13 @@ pub mod audio {
     pub use crate::media::audio::{new_encoder, run_encoder, AudioShared, RingSource};
     pub use crate::media::dsp::{ring, FRAME_SAMPLES};
 }
+
+/// The camera's capture thread and fallback, for the camera recovery tests.
+pub mod camera {
+    pub use crate::media::capture::{CaptureFeed, RawCamera};
+    pub use crate::media::convert::Mode;
+    pub use crate::media::fallback::{
+        CameraSource, CameraStatus, Feed, Opener, SharedCameraStatus, Timing,
+    };
+    pub use crate::media::video::VideoSource;
+}

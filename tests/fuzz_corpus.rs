@@ -134,6 +134,17 @@ fn negotiate_corpus_replays_without_a_panic() {
 }
 
 #[test]
+fn convert_corpus_replays_without_a_panic() {
+    let [accepted, refused, _] = replay("convert", fuzzing::convert);
+    // YUYV and NV12 (tight, padded, odd, scaled) and real JPEGs convert; short buffers,
+    // sizes below 2x2, garbage and a 16384x16384 JPEG header are refused.
+    assert!(
+        accepted >= 6 && refused >= 6,
+        "accepted {accepted}, refused {refused}"
+    );
+}
+
+#[test]
 fn the_shipped_config_is_accepted() {
     let text = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/roverd.toml"))
         .expect("config/roverd.toml");

@@ -209,6 +209,14 @@ async fn a_picture_loss_indication_gets_a_keyframe_within_a_few_frames() {
     let mut rx = VideoReceiver::new();
     while rx.push(&peer.next_video_packet().await).is_none() {}
     let ssrc = peer.next_video_packet().await.header.ssrc;
+    // Forced keyframes are at most one per 500 ms: let that time pass since the new peer's
+    // one, so that this PLI is the first request after a quiet spell and goes at once.
+    // (Reading on meanwhile, so that the pictures counted below are the ones after it.)
+    let quiet = Instant::now();
+    while quiet.elapsed() < KEYFRAME_GAP + Duration::from_millis(100) {
+        peer.next_video_packet().await;
+    }
+    while peer.video.try_recv().is_ok() {}
     let keyframes = || async {
         server.status().await["video"]["keyframes"]
             .as_u64()
@@ -219,17 +227,7 @@ async fn a_picture_loss_indication_gets_a_keyframe_within_a_few_frames() {
         sender_ssrc: 1,
         media_ssrc: ssrc,
     };
-    let mut sent = false;
-    for receiver in peer.pc.get_receivers().await {
-        if receiver.track().kind().await == rtc::rtp_transceiver::rtp_sender::RtpCodecKind::Video {
-            sent |= receiver
-                .track()
-                .write_rtcp(vec![Box::new(pli.clone())])
-                .await
-                .is_ok();
-        }
-    }
-    assert!(sent, "could not send a PLI");
+    assert!(send_pli(&peer, pli).await, "could not send a PLI");
     // Count pictures until one is a keyframe (SPS present); allow a few for the round trip.
     let mut pictures = 0;
     loop {
@@ -246,6 +244,92 @@ async fn a_picture_loss_indication_gets_a_keyframe_within_a_few_frames() {
         keyframes().await,
         before + 1,
         "exactly one keyframe answers one PLI"
+    );
+    peer.close().await;
+    server.stop().await;
+}
+
+/// The shortest time between two forced keyframes (`media::keyframe::MIN_GAP`).
+const KEYFRAME_GAP: Duration = Duration::from_millis(500);
+
+/// Sends `pli` from `peer`'s video receiver; false when it could not.
+async fn send_pli(
+    peer: &ClientPeer,
+    pli: rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication,
+) -> bool {
+    let mut sent = false;
+    for receiver in peer.pc.get_receivers().await {
+        if receiver.track().kind().await == rtc::rtp_transceiver::rtp_sender::RtpCodecKind::Video {
+            sent |= receiver
+                .track()
+                .write_rtcp(vec![Box::new(pli.clone())])
+                .await
+                .is_ok();
+        }
+    }
+    sent
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_picture_loss_indications_is_throttled_and_a_new_viewer_starts_at_once() {
+    use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+    let mut config = test_config();
+    // No periodic keyframes during the test: every new one is a forced one.
+    config.video.keyframe_interval_s = 60.0;
+    let server = Server::start(config).await;
+    let mut peer = ClientPeer::connect(&server).await;
+    let mut rx = VideoReceiver::new();
+    while rx.push(&peer.next_video_packet().await).is_none() {}
+    let ssrc = peer.next_video_packet().await.header.ssrc;
+    let keyframes = || async {
+        server.status().await["video"]["keyframes"]
+            .as_u64()
+            .expect("keyframes")
+    };
+    tokio::time::sleep(KEYFRAME_GAP + Duration::from_millis(100)).await;
+    let before = keyframes().await;
+    // A second viewer joins while the flood goes on; it must still get its first picture
+    // within about one gap of connecting, not be starved by the throttle.
+    let addr = server.addr;
+    let second = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut viewer = ClientPeer::connect_addr(addr).await;
+        let connected = Instant::now();
+        let mut rx = VideoReceiver::new();
+        while rx.push(&viewer.next_video_packet().await).is_none() {}
+        let waited = connected.elapsed();
+        viewer.close().await;
+        waited
+    });
+    // 30 PLIs in 1 s from one peer, as a receiver on a lossy link might send them.
+    let started = Instant::now();
+    let pli = PictureLossIndication {
+        sender_ssrc: 1,
+        media_ssrc: ssrc,
+    };
+    for i in 0..30u32 {
+        tokio::time::sleep_until((started + Duration::from_millis(33) * i).into()).await;
+        assert!(send_pli(&peer, pli.clone()).await, "could not send a PLI");
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let made = keyframes().await - before;
+    let span = started.elapsed();
+    // One at once, then at most one per gap: 3 for a flood of 1 s (more only if this
+    // machine was so slow that the flood and the status read took longer).
+    let allowed = 1 + (span.as_millis() / KEYFRAME_GAP.as_millis()) as u64;
+    println!("30 PLIs in {span:.2?} -> {made} keyframes (allowed {allowed})");
+    assert!(
+        made <= allowed,
+        "30 PLIs in {span:?} made {made} keyframes; at most {allowed} may be forced"
+    );
+    assert!(made >= 1, "the flood was not answered at all");
+    let waited = tokio::time::timeout(PATIENCE, second)
+        .await
+        .expect("the second viewer connects")
+        .expect("the second viewer's task");
+    assert!(
+        waited < KEYFRAME_GAP * 3,
+        "the second viewer waited {waited:?} for its first picture"
     );
     peer.close().await;
     server.stop().await;

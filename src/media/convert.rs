@@ -79,7 +79,7 @@ pub struct RawFrame<'a> {
 }
 
 /// Bytes per row of a raw picture. V4L2 drivers may pad rows (the Pi's ISP aligns them to
-/// 32 or 64 bytes) and nokhwa does not pass `bytesperline` on, so it is worked out from the
+/// 32 or 64 bytes) and only the buffer reaches the converter, so it is worked out from the
 /// buffer's length; a length that fits no padding means tight rows.
 pub fn infer_stride(format: PixelFormat, width: usize, height: usize, len: usize) -> usize {
     let (tight, num, den) = match format {
@@ -244,11 +244,43 @@ pub fn ycbcr444_to_i420(
     Ok(())
 }
 
+/// The largest JPEG decoded when the camera's size is not known: 8K.
+pub const MAX_JPEG_SIDE: usize = 8192;
+
 /// Decodes one MJPEG picture to YCbCr in `scratch` (reused between pictures) and returns
 /// its size. The decoder is told to keep YCbCr: no RGB step.
-pub fn decode_jpeg(jpeg: &[u8], scratch: &mut Vec<u8>) -> Result<(usize, usize), ConvertError> {
-    let options = DecoderOptions::default().jpeg_set_out_colorspace(ColorSpace::YCbCr);
+///
+/// `expect` is the size the camera was set to (`None`: any up to [`MAX_JPEG_SIDE`]). The
+/// header is read first and a picture of another size is refused before anything is
+/// allocated for it: a corrupt or hostile header claiming 16384×16384 would otherwise
+/// cost 800 MB.
+pub fn decode_jpeg(
+    jpeg: &[u8],
+    expect: Option<(usize, usize)>,
+    scratch: &mut Vec<u8>,
+) -> Result<(usize, usize), ConvertError> {
+    let (max_w, max_h) = expect.unwrap_or((MAX_JPEG_SIDE, MAX_JPEG_SIDE));
+    let options = DecoderOptions::default()
+        .jpeg_set_out_colorspace(ColorSpace::YCbCr)
+        .set_max_width(max_w.max(1))
+        .set_max_height(max_h.max(1));
     let mut decoder = JpegDecoder::new_with_options(jpeg, options);
+    // The header's size, read before the decoder (whose own limit check words it less
+    // well) or this function allocates anything for the picture.
+    if let Some((got_w, got_h)) = jpeg_size(jpeg) {
+        let fits = match expect {
+            Some(want) => (got_w, got_h) == want,
+            None => got_w <= max_w && got_h <= max_h,
+        };
+        if !fits {
+            return Err(ConvertError::JpegSize {
+                got_w,
+                got_h,
+                want_w: max_w,
+                want_h: max_h,
+            });
+        }
+    }
     decoder
         .decode_headers()
         .map_err(|e| ConvertError::Jpeg(e.to_string()))?;
@@ -256,6 +288,14 @@ pub fn decode_jpeg(jpeg: &[u8], scratch: &mut Vec<u8>) -> Result<(usize, usize),
         .info()
         .ok_or_else(|| ConvertError::Jpeg("no image header".into()))?;
     let (w, h) = (usize::from(info.width), usize::from(info.height));
+    if let Some(want) = expect.filter(|&want| want != (w, h)) {
+        return Err(ConvertError::JpegSize {
+            got_w: w,
+            got_h: h,
+            want_w: want.0,
+            want_h: want.1,
+        });
+    }
     let size = decoder
         .output_buffer_size()
         .ok_or_else(|| ConvertError::Jpeg("no image size".into()))?;
@@ -272,6 +312,36 @@ pub fn decode_jpeg(jpeg: &[u8], scratch: &mut Vec<u8>) -> Result<(usize, usize),
         }
     }
     Ok((w, h))
+}
+
+/// The width and height in a JPEG's first start-of-frame header, if it has one: a walk
+/// over the marker segments, reading nothing but their lengths.
+fn jpeg_size(jpeg: &[u8]) -> Option<(usize, usize)> {
+    let mut i = 2; // after SOI
+    if jpeg.get(..2)? != [0xFF, 0xD8] {
+        return None;
+    }
+    loop {
+        // Fill bytes (0xFF) may precede a marker.
+        while *jpeg.get(i)? == 0xFF && *jpeg.get(i + 1)? == 0xFF {
+            i += 1;
+        }
+        if *jpeg.get(i)? != 0xFF {
+            return None;
+        }
+        let marker = *jpeg.get(i + 1)?;
+        let len = usize::from(u16::from_be_bytes([*jpeg.get(i + 2)?, *jpeg.get(i + 3)?]));
+        // SOF0..SOF15 except DHT (C4), JPG (C8) and DAC (CC).
+        if (0xC0..=0xCF).contains(&marker) && !matches!(marker, 0xC4 | 0xC8 | 0xCC) {
+            let h = u16::from_be_bytes([*jpeg.get(i + 5)?, *jpeg.get(i + 6)?]);
+            let w = u16::from_be_bytes([*jpeg.get(i + 7)?, *jpeg.get(i + 8)?]);
+            return Some((usize::from(w), usize::from(h)));
+        }
+        if marker == 0xDA || len < 2 {
+            return None; // the scan started without a frame header
+        }
+        i += 2 + len;
+    }
 }
 
 /// Bilinear scaling of one I420 picture onto another of any (even) size, plane by plane.
@@ -330,16 +400,8 @@ impl Converter {
     pub fn convert(&mut self, raw: &RawFrame<'_>, out: &mut I420Frame) -> Result<(), ConvertError> {
         let (mut width, mut height) = (raw.width, raw.height);
         if raw.format == PixelFormat::Mjpeg {
-            let (w, h) = decode_jpeg(raw.data, &mut self.ycbcr)?;
-            if (w, h) != (width, height) && width != 0 {
-                return Err(ConvertError::JpegSize {
-                    got_w: w,
-                    got_h: h,
-                    want_w: width,
-                    want_h: height,
-                });
-            }
-            (width, height) = (w, h);
+            let expect = (width != 0).then_some((width, height));
+            (width, height) = decode_jpeg(raw.data, expect, &mut self.ycbcr)?;
         }
         let (ew, eh) = (width & !1, height & !1);
         if ew < 2 || eh < 2 {

@@ -119,7 +119,7 @@ fn camera_source(
     status: &SharedCameraStatus,
 ) -> Result<Box<dyn VideoSource>, NotBuilt> {
     use crate::media::fallback::{CameraSource, Feed, Opener, Timing};
-    use crate::media::v4l_camera::{Request, V4lFeed};
+    use crate::media::v4l_camera::{start_feed, Request};
     let request = Request {
         width: settings.width,
         height: settings.height,
@@ -127,7 +127,7 @@ fn camera_source(
     };
     let feed_path = path.clone();
     let open: Opener = Box::new(move || {
-        V4lFeed::start(&feed_path, request)
+        start_feed(&feed_path, request)
             .map(|feed| Box::new(feed) as Box<dyn Feed>)
             .map_err(|e| e.to_string())
     });

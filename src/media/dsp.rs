@@ -9,8 +9,11 @@
 //!    ([`rtrb`]). It never blocks and never allocates; when the ring is full it drops what
 //!    does not fit and counts it.
 //! 2. [`Pacer::feed`], on the encoder thread: drains the ring, resamples to 48 kHz
-//!    ([`Resample48`], a windowed-sinc resampler from `rubato`) and queues the result in a
-//!    [`PacedBuffer`].
+//!    ([`Resample48`], a windowed-sinc resampler from `rubato`, also for a 48 kHz device)
+//!    and queues the result in a [`PacedBuffer`]. The resampling ratio follows the
+//!    buffer's level ([`DriftControl`]): a device whose clock runs a little fast or slow
+//!    against the reader's (300 ppm is common) is resampled that little, instead of
+//!    overrunning or underrunning the buffer every minute or so.
 //! 3. [`Pacer::next_frame`], once per 20 ms of the caller's clock: one frame out of the
 //!    [`PacedBuffer`], which drops its oldest samples when the device runs fast (overrun)
 //!    and pads with silence when it runs slow (underrun), counting both.
@@ -24,7 +27,9 @@
 
 use dasp_sample::{FromSample, Sample};
 use rubato::audioadapter_buffers::direct::InterleavedSlice;
-use rubato::{Async, FixedAsync, Resampler, SincInterpolationParameters, WindowFunction};
+use rubato::{
+    Adjustable, Async, FixedAsync, Resampler, SincInterpolationParameters, WindowFunction,
+};
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -141,14 +146,21 @@ pub fn ring(in_rate: u32, channels: u16) -> Result<(CaptureSink, Pacer), PcmErro
     Ok((sink, pacer))
 }
 
-/// Mono `f32` at any rate in, 48 kHz mono `i16` out, in a stream of calls.
+/// The most the ratio is ever moved from the nominal one to follow a device's clock:
+/// ±0.5 %, far beyond any crystal's error, and inaudible as pitch.
+pub const MAX_DRIFT: f64 = 0.005;
+
+/// Mono `f32` at any rate in, 48 kHz mono `i16` out, in a stream of calls. The ratio can be
+/// nudged ([`Resample48::set_drift`]) to follow a device's clock, also at 48 kHz.
 pub struct Resample48 {
-    /// `None` when the input is 48 kHz already.
-    inner: Option<Async<f32>>,
+    inner: Async<f32>,
     in_rate: u32,
     /// Input waiting for a whole chunk.
     staged: Vec<f32>,
     chunk: usize,
+    /// False after a reset, until the filter's history is filled with the first sample
+    /// (so the output does not fade in from silence).
+    primed: bool,
     out: Vec<f32>,
     out_i16: Vec<i16>,
 }
@@ -156,34 +168,37 @@ pub struct Resample48 {
 impl Resample48 {
     pub fn new(in_rate: u32) -> Result<Self, PcmError> {
         let chunk = (in_rate as usize / 100).max(16); // 10 ms of input per call
-        let (inner, out_len) = if in_rate == SAMPLE_RATE {
-            (None, chunk)
-        } else {
-            // A 128-tap windowed sinc: full quality for speech and room sound at a fraction
-            // of the cost of the 256-tap default, which matters on a Pi Zero 2 W.
-            let params = SincInterpolationParameters {
-                sinc_len: 128,
-                f_cutoff: None,
-                oversampling_factor: 128,
-                interpolation: rubato::SincInterpolationType::Linear,
-                window: WindowFunction::BlackmanHarris2,
-            };
-            let ratio = f64::from(SAMPLE_RATE) / f64::from(in_rate.max(1));
-            let r = Async::<f32>::new_sinc(ratio, 1.0, &params, chunk, 1, FixedAsync::Input)
-                .map_err(|e| PcmError::Resampler {
-                    rate: in_rate,
-                    message: e.to_string(),
-                })?;
-            let out_len = r.output_frames_max();
-            (Some(r), out_len)
+                                                      // A 128-tap windowed sinc: full quality for speech and room sound at a fraction
+                                                      // of the cost of the 256-tap default, which matters on a Pi Zero 2 W.
+        let params = SincInterpolationParameters {
+            sinc_len: 128,
+            f_cutoff: None,
+            oversampling_factor: 128,
+            interpolation: rubato::SincInterpolationType::Linear,
+            window: WindowFunction::BlackmanHarris2,
         };
+        let ratio = f64::from(SAMPLE_RATE) / f64::from(in_rate.max(1));
+        let inner = Async::<f32>::new_sinc(
+            ratio,
+            1.0 + 2.0 * MAX_DRIFT,
+            &params,
+            chunk,
+            1,
+            FixedAsync::Input,
+        )
+        .map_err(|e| PcmError::Resampler {
+            rate: in_rate,
+            message: e.to_string(),
+        })?;
+        let out_len = inner.output_frames_max();
         Ok(Self {
             inner,
             in_rate,
             staged: Vec::with_capacity(chunk),
             chunk,
+            primed: false,
             out: vec![0.0; out_len],
-            out_i16: vec![0; out_len.max(chunk)],
+            out_i16: vec![0; out_len],
         })
     }
 
@@ -196,17 +211,25 @@ impl Resample48 {
         self.chunk
     }
 
+    /// Makes `relative` (1.0: none; clamped to ±[`MAX_DRIFT`]) more output per input than
+    /// the nominal ratio, ramped over the next chunk so that no step is heard.
+    pub fn set_drift(&mut self, relative: f64) {
+        let relative = relative.clamp(1.0 - MAX_DRIFT, 1.0 + MAX_DRIFT);
+        // In bounds by construction; a refusal would only keep the last ratio.
+        let _ = self.inner.set_resample_ratio_relative(relative, true);
+    }
+
     /// Feeds `input`; `emit` receives the 48 kHz output as it becomes available.
     pub fn process(&mut self, mut input: &[f32], emit: &mut dyn FnMut(&[i16])) {
-        let Some(inner) = self.inner.as_mut() else {
-            for part in input.chunks(self.out_i16.len()) {
-                for (o, &x) in self.out_i16.iter_mut().zip(part) {
-                    *o = to_i16(x);
-                }
-                emit(&self.out_i16[..part.len()]);
-            }
-            return;
-        };
+        if !self.primed {
+            let Some(&first) = input.first() else {
+                return;
+            };
+            self.staged.clear();
+            self.staged.resize(self.chunk, first);
+            self.run_chunk(&mut |_| {});
+            self.primed = true;
+        }
         while !input.is_empty() {
             let take = (self.chunk - self.staged.len()).min(input.len());
             self.staged.extend_from_slice(&input[..take]);
@@ -214,30 +237,79 @@ impl Resample48 {
             if self.staged.len() < self.chunk {
                 break;
             }
-            let frames_out = self.out.len();
-            let (Ok(src), Ok(mut dst)) = (
-                InterleavedSlice::new(&self.staged[..], 1, self.chunk),
-                InterleavedSlice::new_mut(&mut self.out[..], 1, frames_out),
-            ) else {
-                self.staged.clear();
-                continue;
-            };
-            if let Ok((_, n)) = inner.process_into_buffer(&src, &mut dst, None) {
+            self.run_chunk(emit);
+        }
+    }
+
+    /// Resamples the staged chunk and empties it.
+    fn run_chunk(&mut self, emit: &mut dyn FnMut(&[i16])) {
+        let frames_out = self.out.len();
+        if let (Ok(src), Ok(mut dst)) = (
+            InterleavedSlice::new(&self.staged[..], 1, self.chunk),
+            InterleavedSlice::new_mut(&mut self.out[..], 1, frames_out),
+        ) {
+            if let Ok((_, n)) = self.inner.process_into_buffer(&src, &mut dst, None) {
                 for (o, &x) in self.out_i16.iter_mut().zip(&self.out[..n]) {
                     *o = to_i16(x);
                 }
                 emit(&self.out_i16[..n]);
             }
-            self.staged.clear();
         }
+        self.staged.clear();
     }
 
     /// Forgets any history (after a gap in the input, such as a device restart).
     pub fn reset(&mut self) {
         self.staged.clear();
-        if let Some(inner) = self.inner.as_mut() {
-            inner.reset();
-        }
+        self.inner.reset();
+        self.primed = false;
+    }
+}
+
+/// Follows a device's clock: turns the paced buffer's level into the resampling ratio.
+///
+/// The level (taken once per frame, after feeding) is smoothed over about half a second,
+/// since it swings by a device period with every burst; the ratio then moves in
+/// proportion to how far the smoothed level is from the buffer's target: too full (a
+/// fast device) makes less output per input, too empty more. A constant drift settles
+/// with the level off the target by `drift / GAIN` samples (60 at 300 ppm), in about
+/// 1 / (48000 · GAIN) = 5 s. Pure: the level comes in as an argument.
+#[derive(Debug, Clone)]
+pub struct DriftControl {
+    smoothed: Option<f64>,
+}
+
+impl DriftControl {
+    /// Ratio change per sample of level error.
+    const GAIN: f64 = 5e-6;
+    /// Weight of each new level in the average: about 25 frames (0.5 s).
+    const SMOOTHING: f64 = 1.0 / 25.0;
+
+    pub fn new() -> Self {
+        Self { smoothed: None }
+    }
+
+    /// Takes the buffer's `level` against its `target` (samples) and returns the relative
+    /// ratio to resample at (1.0: nominal).
+    pub fn update(&mut self, level: usize, target: usize) -> f64 {
+        let level = level as f64;
+        let smoothed = match self.smoothed {
+            Some(s) => s + (level - s) * Self::SMOOTHING,
+            None => level,
+        };
+        self.smoothed = Some(smoothed);
+        (1.0 - Self::GAIN * (smoothed - target as f64)).clamp(1.0 - MAX_DRIFT, 1.0 + MAX_DRIFT)
+    }
+
+    /// Forgets the level (while the buffer primes, the level says nothing of the clock).
+    pub fn reset(&mut self) {
+        self.smoothed = None;
+    }
+}
+
+impl Default for DriftControl {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -336,6 +408,11 @@ impl PacedBuffer {
         self.target
     }
 
+    /// False while priming (at the start and after an underrun).
+    pub fn playing(&self) -> bool {
+        self.playing
+    }
+
     pub fn xruns(&self) -> Xruns {
         self.xruns
     }
@@ -358,6 +435,8 @@ pub struct Pacer {
     seen_xruns: u64,
     /// Extra overruns counted here (ring drops, skipped input).
     overruns: u64,
+    /// `None`: the ratio stays nominal (tests measure what the control is worth).
+    drift: Option<DriftControl>,
 }
 
 impl Pacer {
@@ -374,6 +453,7 @@ impl Pacer {
             seen_dropped: 0,
             seen_xruns: 0,
             overruns: 0,
+            drift: Some(DriftControl::new()),
         })
     }
 
@@ -422,7 +502,24 @@ impl Pacer {
             self.overruns += xruns - self.seen_xruns;
             self.seen_xruns = xruns;
         }
+        if let Some(drift) = &mut self.drift {
+            if self.buffer.playing() {
+                let relative = drift.update(self.buffer.len(), self.buffer.target());
+                self.resampler.set_drift(relative);
+            } else {
+                drift.reset();
+                self.resampler.set_drift(1.0);
+            }
+        }
         available
+    }
+
+    /// Keeps the ratio nominal whatever the buffer does, as before drift control: for
+    /// the tests that measure what it is worth.
+    #[cfg(test)]
+    pub fn without_drift_control(mut self) -> Self {
+        self.drift = None;
+        self
     }
 
     pub fn next_frame(&mut self, out: &mut [i16]) -> Fill {
@@ -441,6 +538,9 @@ impl Pacer {
         self.buffer.len()
     }
 }
+
+#[cfg(test)]
+mod drift_tests;
 
 #[cfg(test)]
 mod tests {

@@ -8,8 +8,8 @@
 //! reading CAMERA LOST) goes out at the configured rate, and a new feed is opened every
 //! [`Timing::retry_every`] until one delivers a picture again.
 //!
-//! Not here: devices. The feed is anything behind [`Feed`] (the V4L2 camera in
-//! `media::camera`, a test double in the tests), and opening one is a closure. The clock
+//! Not here: devices. The feed is anything behind [`Feed`] (a camera's capture thread in
+//! `media::capture`, a test double in the tests), and opening one is a closure. The clock
 //! is read here, to pace the slate and to wait on the feed, and nowhere else.
 
 use crate::media::convert::Mode;

@@ -3,7 +3,9 @@
 //! cpal calls back from its own thread with each period the device delivers; the callback
 //! only hands the samples to [`dsp::CaptureSink`] (lock-free, no allocation). The encoder
 //! thread calls [`MicSource::read`] on its own 20 ms schedule, which drains the ring
-//! through [`dsp::Pacer`]: the device's pace never sets the stream's pace.
+//! through [`dsp::Pacer`]: the device's pace never sets the stream's pace. A device
+//! whose clock drifts against the encoder's (a 48 kHz device that really runs at
+//! 48 014 Hz) is followed by resampling a little, never by dropping or padding samples.
 //!
 //! A device that fails (unplugged, an ALSA error, or silent for 2 s) is closed; `read`
 //! then returns the error, the encoder sends silence, and the device is opened again every

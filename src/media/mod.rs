@@ -12,6 +12,7 @@
 
 pub mod audio;
 pub mod camera;
+pub mod capture;
 pub mod convert;
 pub mod devices;
 pub mod dsp;
@@ -21,6 +22,7 @@ pub mod frame;
 pub mod h264;
 #[cfg(feature = "test-support")]
 mod hooks;
+pub mod keyframe;
 #[cfg(feature = "mic-alsa")]
 pub mod mic;
 #[cfg(feature = "mic-alsa")]
@@ -141,7 +143,8 @@ impl Media {
         self.audio.is_some()
     }
 
-    /// The next picture will be a keyframe. Requests between two pictures coalesce.
+    /// Asks for a keyframe: the next picture is one unless a forced keyframe went out less
+    /// than 500 ms ago, in which case it comes when that time is up. Requests coalesce.
     pub fn request_keyframe(&self) {
         self.video.keyframe_wanted.store(true, Ordering::Release);
     }

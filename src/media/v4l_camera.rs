@@ -1,37 +1,33 @@
 //! The V4L2 camera: listing what is plugged in (`roverd devices`, `camera.device =
-//! "auto"`), and a [`Feed`] that captures through nokhwa on its own thread. Only built
-//! with the `camera-v4l` feature.
+//! "auto"`), and opening one for capture through `v4l` directly ([`start_feed`]). Only
+//! built with the `camera-v4l` feature.
 //!
-//! The capture thread opens the camera, negotiates the mode nearest to the configured
-//! one ([`choose_mode`]), and for each picture takes the driver's bytes (`frame_raw`),
-//! converts them straight into an I420 picture of the encoder's size ([`Converter`]) and
-//! hands that over a one-slot channel; the encoder thread hands used pictures back, so
-//! nothing is allocated per picture. A read that hangs holds up only this thread: the
-//! encoder side waits with a deadline (see `media::fallback`).
+//! Opening negotiates the mode nearest to the configured one ([`choose_mode`]) and maps
+//! the driver's buffers (`v4l`'s mmap stream). Every read polls with a timeout
+//! ([`READ_TIMEOUT`]), so a camera that stops delivering ends its capture thread, which
+//! closes the device, instead of hanging it for ever (nokhwa's V4L2 backend polls with
+//! none). The capture thread itself, the conversion and the handoff to the encoder are
+//! `media::capture`.
 //!
 //! Not here: retrying and the slate (`media::fallback`), pixel formats (`media::convert`).
 
 use crate::media::camera::CameraInfo;
-use crate::media::convert::{choose_mode, Converter, Mode, PixelFormat, RawFrame};
-use crate::media::fallback::Feed;
-use crate::media::frame::I420Frame;
-use crate::sync::lock;
-use nokhwa::utils::{
-    ApiBackend, CameraFormat, CameraIndex, FrameFormat, RequestedFormat, RequestedFormatType,
-};
+use crate::media::capture::{CaptureFeed, RawCamera};
+use crate::media::convert::{choose_mode, Mode, PixelFormat};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use v4l::buffer::Type;
+use v4l::io::mmap::Stream;
+use v4l::io::traits::CaptureStream;
 use v4l::video::Capture as _;
+use v4l::FourCC;
 
-/// The formats roverd converts, as nokhwa names them.
-const FORMATS: [FrameFormat; 3] = [FrameFormat::YUYV, FrameFormat::NV12, FrameFormat::MJPEG];
+/// A camera that delivers no picture for this long is hung: its capture ends, the
+/// device is closed, and `media::fallback` opens it again.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Consecutive pictures that fail to convert (a corrupt MJPEG now and then is normal on
-/// USB) before the camera counts as failed.
-const BAD_PICTURE_LIMIT: u32 = 30;
+/// Driver buffers mapped per camera.
+const BUFFERS: u32 = 4;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CameraError {
@@ -51,14 +47,12 @@ pub enum CameraError {
     },
     #[error("reading camera {device} failed: {message} (unplugged, or short of USB power?)")]
     Read { device: String, message: String },
-    #[error("camera {device} sent {count} pictures in a row that could not be converted, the last: {message}")]
-    Convert {
-        device: String,
-        count: u32,
-        message: String,
-    },
-    #[error("could not start the capture thread for camera {device}: {message}")]
-    Thread { device: String, message: String },
+    #[error(
+        "camera {device} sent no picture for {waited:?}: it is hung (check its cable and power)"
+    )]
+    Hung { device: String, waited: Duration },
+    #[error(transparent)]
+    Capture(#[from] crate::media::capture::CaptureError),
 }
 
 /// The `/dev/videoN` nodes in index order. A missing `/dev` is no nodes.
@@ -77,7 +71,7 @@ fn video_nodes() -> Vec<(u32, PathBuf)> {
     nodes
 }
 
-/// The index nokhwa needs for a device path: `/dev/video2` (or a symlink to it, such as
+/// The index of a device path (for the capture thread's name): `/dev/video2` (or a symlink to it, such as
 /// `/dev/v4l/by-id/...`) is 2.
 pub fn index_of(path: &Path) -> Result<u32, CameraError> {
     let device = path.display().to_string();
@@ -139,29 +133,8 @@ fn describe(index: u32, path: PathBuf) -> CameraInfo {
             return info;
         }
     }
-    let formats = device.enum_formats().unwrap_or_default();
-    let mut others = Vec::new();
-    for desc in formats {
-        let Some(format) = pixel_format(desc.fourcc.str().unwrap_or("")) else {
-            others.push(desc.fourcc.to_string());
-            continue;
-        };
-        for size in device.enum_framesizes(desc.fourcc).unwrap_or_default() {
-            for (w, h) in sizes(&size.size) {
-                let rates = device
-                    .enum_frameintervals(desc.fourcc, w, h)
-                    .unwrap_or_default();
-                for fps in rates.iter().flat_map(|r| frame_rates(&r.interval)) {
-                    info.modes.push(Mode {
-                        format,
-                        width: w,
-                        height: h,
-                        fps,
-                    });
-                }
-            }
-        }
-    }
+    let others;
+    (info.modes, others) = offered_modes(&device);
     if info.modes.is_empty() {
         info.problem = Some(if others.is_empty() {
             "offers no capture formats".into()
@@ -173,6 +146,34 @@ fn describe(index: u32, path: PathBuf) -> CameraInfo {
         });
     }
     info
+}
+
+/// The modes a camera offers that roverd converts, and the fourccs of the others.
+fn offered_modes(device: &v4l::Device) -> (Vec<Mode>, Vec<String>) {
+    let mut modes = Vec::new();
+    let mut others = Vec::new();
+    for desc in device.enum_formats().unwrap_or_default() {
+        let Some(format) = pixel_format(desc.fourcc.str().unwrap_or("")) else {
+            others.push(desc.fourcc.to_string());
+            continue;
+        };
+        for size in device.enum_framesizes(desc.fourcc).unwrap_or_default() {
+            for (w, h) in sizes(&size.size) {
+                let rates = device
+                    .enum_frameintervals(desc.fourcc, w, h)
+                    .unwrap_or_default();
+                for fps in rates.iter().flat_map(|r| frame_rates(&r.interval)) {
+                    modes.push(Mode {
+                        format,
+                        width: w,
+                        height: h,
+                        fps,
+                    });
+                }
+            }
+        }
+    }
+    (modes, others)
 }
 
 /// Why a V4L2 node is no camera, if it is not: a metadata or output node, or one of the
@@ -241,21 +242,6 @@ fn frame_rates(interval: &v4l::frameinterval::FrameIntervalEnum) -> Vec<u32> {
     }
 }
 
-/// What the capture thread sends the encoder side.
-enum Msg {
-    Picture(I420Frame, Instant),
-    Failed(CameraError),
-}
-
-/// A V4L2 camera being captured on its own thread; see the module documentation.
-pub struct V4lFeed {
-    pictures: Receiver<Msg>,
-    used: Sender<I420Frame>,
-    stop: Arc<AtomicBool>,
-    mode: Arc<Mutex<Option<Mode>>>,
-    dead: Option<String>,
-}
-
 /// What to ask the camera for, and the size to deliver.
 #[derive(Debug, Clone, Copy)]
 pub struct Request {
@@ -264,162 +250,101 @@ pub struct Request {
     pub fps: u32,
 }
 
-impl V4lFeed {
-    /// Starts capturing `path`. Opening happens on the capture thread, so this returns at
-    /// once; a camera that cannot be opened reports that as its first "picture".
-    pub fn start(path: &Path, want: Request) -> Result<Self, CameraError> {
-        let device = path.display().to_string();
-        let index = index_of(path)?;
-        let (tx, pictures) = mpsc::sync_channel(1);
-        let (used, used_rx) = mpsc::channel();
-        let stop = Arc::new(AtomicBool::new(false));
-        let mode = Arc::new(Mutex::new(None));
-        let (thread_stop, thread_mode, thread_device) =
-            (Arc::clone(&stop), Arc::clone(&mode), device.clone());
-        std::thread::Builder::new()
-            .name(format!("capture-video{index}"))
-            .spawn(move || {
-                let result = capture_loop(
-                    &thread_device,
-                    index,
-                    want,
-                    &tx,
-                    &used_rx,
-                    &thread_stop,
-                    &thread_mode,
-                );
-                if let Err(e) = result {
-                    let _ = tx.send(Msg::Failed(e));
-                }
-            })
-            .map_err(|e| CameraError::Thread {
-                device,
+/// Starts capturing `path` on its own thread. Opening happens on that thread, so this
+/// returns at once; a camera that cannot be opened reports that as its first "picture".
+pub fn start_feed(path: &Path, want: Request) -> Result<CaptureFeed, CameraError> {
+    let device = path.display().to_string();
+    let index = index_of(path)?;
+    let open_path = path.to_owned();
+    let feed = CaptureFeed::start(
+        &device,
+        format!("capture-video{index}"),
+        move || open(&open_path, want).map_err(|e| e.to_string()),
+        (want.width, want.height),
+        READ_TIMEOUT,
+    )?;
+    Ok(feed)
+}
+
+/// An open, negotiated V4L2 camera. Dropping it stops the stream, unmaps the buffers and
+/// closes the device.
+struct V4lCamera {
+    device: String,
+    mode: Mode,
+    stream: Stream<'static>,
+}
+
+impl RawCamera for V4lCamera {
+    fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    fn read(&mut self, timeout: Duration) -> Result<&[u8], String> {
+        self.stream.set_timeout(timeout);
+        match CaptureStream::next(&mut self.stream) {
+            // The buffer is the whole mapping; the picture is what the driver filled.
+            Ok((buf, meta)) => Ok(&buf[..(meta.bytesused as usize).min(buf.len())]),
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => Err(CameraError::Hung {
+                device: self.device.clone(),
+                waited: timeout,
+            }
+            .to_string()),
+            Err(e) => Err(CameraError::Read {
+                device: self.device.clone(),
                 message: e.to_string(),
-            })?;
-        Ok(Self {
-            pictures,
-            used,
-            stop,
-            mode,
-            dead: None,
-        })
-    }
-}
-
-impl Drop for V4lFeed {
-    fn drop(&mut self) {
-        // The thread stops after its current read; a read that never returns leaves it
-        // behind, holding nothing but the device.
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
-impl Feed for V4lFeed {
-    fn next_picture(
-        &mut self,
-        frame: &mut I420Frame,
-        timeout: Duration,
-    ) -> Result<Option<Instant>, String> {
-        if let Some(e) = &self.dead {
-            return Err(e.clone());
-        }
-        match self.pictures.recv_timeout(timeout) {
-            Ok(Msg::Picture(mut picture, at)) => {
-                if (picture.width, picture.height) == (frame.width, frame.height) {
-                    std::mem::swap(frame, &mut picture);
-                }
-                let _ = self.used.send(picture);
-                Ok(Some(at))
             }
-            Ok(Msg::Failed(e)) => {
-                let e = e.to_string();
-                self.dead = Some(e.clone());
-                Err(e)
-            }
-            Err(RecvTimeoutError::Timeout) => Ok(None),
-            Err(RecvTimeoutError::Disconnected) => {
-                Err("the camera capture thread ended".to_owned())
-            }
+            .to_string()),
         }
     }
+}
 
-    fn mode(&self) -> Option<Mode> {
-        *lock(&self.mode)
+fn fourcc(format: PixelFormat) -> FourCC {
+    match format {
+        PixelFormat::Yuyv => FourCC::new(b"YUYV"),
+        PixelFormat::Nv12 => FourCC::new(b"NV12"),
+        PixelFormat::Mjpeg => FourCC::new(b"MJPG"),
     }
 }
 
-fn to_frame_format(f: PixelFormat) -> FrameFormat {
-    match f {
-        PixelFormat::Yuyv => FrameFormat::YUYV,
-        PixelFormat::Nv12 => FrameFormat::NV12,
-        PixelFormat::Mjpeg => FrameFormat::MJPEG,
-    }
-}
-
-fn to_mode(f: &CameraFormat) -> Option<Mode> {
-    let format = match f.format() {
-        FrameFormat::YUYV => PixelFormat::Yuyv,
-        FrameFormat::NV12 => PixelFormat::Nv12,
-        FrameFormat::MJPEG => PixelFormat::Mjpeg,
-        _ => return None,
-    };
-    Some(Mode {
-        format,
-        width: f.width(),
-        height: f.height(),
-        fps: f.frame_rate(),
-    })
-}
-
-/// Opens the camera, negotiates, and converts pictures until told to stop or it fails.
-fn capture_loop(
-    device: &str,
-    index: u32,
-    want: Request,
-    tx: &SyncSender<Msg>,
-    used: &Receiver<I420Frame>,
-    stop: &AtomicBool,
-    mode_out: &Mutex<Option<Mode>>,
-) -> Result<(), CameraError> {
-    let open_err = |e: nokhwa::NokhwaError| CameraError::Open {
-        device: device.to_owned(),
+/// Opens the camera, negotiates the mode nearest to `want` and maps its buffers.
+fn open(path: &Path, want: Request) -> Result<V4lCamera, CameraError> {
+    let device = path.display().to_string();
+    let open_err = |e: std::io::Error| CameraError::Open {
+        device: device.clone(),
         message: e.to_string(),
     };
-    let any = RequestedFormat::with_formats(RequestedFormatType::None, &FORMATS);
-    let mut camera =
-        nokhwa::Camera::with_backend(CameraIndex::Index(index), any, ApiBackend::Video4Linux)
-            .map_err(open_err)?;
-    let offered: Vec<Mode> = camera
-        .compatible_camera_formats()
-        .map_err(open_err)?
-        .iter()
-        .filter_map(to_mode)
-        .collect();
+    let dev = v4l::Device::with_path(path).map_err(open_err)?;
+    let (offered, others) = offered_modes(&dev);
     let mode = choose_mode(&offered, want.width, want.height, want.fps).ok_or_else(|| {
         CameraError::NoFormat {
-            device: device.to_owned(),
-            offered: String::new(),
+            device: device.clone(),
+            offered: if others.is_empty() {
+                String::new()
+            } else {
+                format!(" (it offers {})", others.join(", "))
+            },
         }
     })?;
-    let exact = CameraFormat::new_from(
-        mode.width,
-        mode.height,
-        to_frame_format(mode.format),
-        mode.fps,
-    );
-    let formats = [to_frame_format(mode.format)];
-    camera
-        .set_camera_requset(RequestedFormat::with_formats(
-            RequestedFormatType::Exact(exact),
-            &formats,
-        ))
-        .map_err(|e| CameraError::Mode {
-            device: device.to_owned(),
-            mode: mode.to_string(),
-            message: e.to_string(),
-        })?;
-    camera.open_stream().map_err(open_err)?;
-    *lock(mode_out) = Some(mode);
+    let mode_err = |message: String| CameraError::Mode {
+        device: device.clone(),
+        mode: mode.to_string(),
+        message,
+    };
+    let wanted = v4l::Format::new(mode.width, mode.height, fourcc(mode.format));
+    let set = dev
+        .set_format(&wanted)
+        .map_err(|e| mode_err(e.to_string()))?;
+    if (set.width, set.height, set.fourcc) != (mode.width, mode.height, wanted.fourcc) {
+        return Err(mode_err(format!(
+            "the driver set {} {}x{} instead",
+            set.fourcc, set.width, set.height
+        )));
+    }
+    // A camera that keeps its own rate still streams; the encoder follows its pace.
+    if let Err(e) = dev.set_params(&v4l::video::capture::Parameters::with_fps(mode.fps)) {
+        log::debug!("camera {device}: could not set {} fps: {e}", mode.fps);
+    }
+    let stream = Stream::with_buffers(&dev, Type::VideoCapture, BUFFERS).map_err(open_err)?;
     if (mode.width, mode.height) != (want.width, want.height) {
         log::info!(
             "camera {device}: asked for {}x{} @ {} fps, got {mode}; scaling to {}x{}",
@@ -430,50 +355,11 @@ fn capture_loop(
             want.height
         );
     }
-    let mut converter = Converter::new();
-    let mut spare: Vec<I420Frame> = Vec::new();
-    let mut bad = 0u32;
-    while !stop.load(Ordering::Relaxed) {
-        let raw = camera.frame_raw().map_err(|e| CameraError::Read {
-            device: device.to_owned(),
-            message: e.to_string(),
-        })?;
-        let at = Instant::now();
-        let mut picture = used
-            .try_recv()
-            .ok()
-            .or_else(|| spare.pop())
-            .unwrap_or_else(|| I420Frame::new(want.width as usize, want.height as usize));
-        let frame = RawFrame {
-            format: mode.format,
-            width: mode.width as usize,
-            height: mode.height as usize,
-            data: &raw,
-        };
-        if let Err(e) = converter.convert(&frame, &mut picture) {
-            bad += 1;
-            spare.push(picture);
-            if bad >= BAD_PICTURE_LIMIT {
-                return Err(CameraError::Convert {
-                    device: device.to_owned(),
-                    count: bad,
-                    message: e.to_string(),
-                });
-            }
-            log::debug!("camera {device}: skipped a picture: {e}");
-            continue;
-        }
-        bad = 0;
-        match tx.try_send(Msg::Picture(picture, at)) {
-            Ok(()) => {}
-            // The encoder has not taken the previous picture yet: this one is dropped
-            // rather than queued, so the picture sent is always a fresh one.
-            Err(TrySendError::Full(Msg::Picture(p, _))) => spare.push(p),
-            Err(TrySendError::Full(_)) => {}
-            Err(TrySendError::Disconnected(_)) => return Ok(()),
-        }
-    }
-    Ok(())
+    Ok(V4lCamera {
+        device,
+        mode,
+        stream,
+    })
 }
 
 #[cfg(test)]
@@ -520,7 +406,7 @@ mod tests {
             Err(CameraError::BadPath { .. })
         ));
         assert!(matches!(
-            V4lFeed::start(
+            start_feed(
                 Path::new("/dev/video99"),
                 Request {
                     width: 640,

@@ -2,9 +2,10 @@
 //!
 //! The thread pulls I420 pictures from a [`VideoSource`], encodes each once with openh264,
 //! packetizes it into RTP payloads once, and publishes the result on a [`Fanout`] that
-//! every peer reads. It never waits for a peer. A keyframe is forced on the next picture
-//! whenever anyone asks (a new peer, a PLI or FIR, a peer that lost frames); requests that
-//! arrive between two pictures are answered by one keyframe.
+//! every peer reads. It never waits for a peer. A keyframe is forced when anyone asks (a
+//! new peer, a PLI or FIR, a peer that lost frames), at most one per 500 ms whoever asks
+//! and however often ([`KeyframeThrottle`]): requests that arrive meanwhile are answered
+//! together by the next one.
 //!
 //! Not here: talking to peers (see `rtc`), and pacing for the network (the source's own
 //! pace is the stream's pace).
@@ -12,6 +13,7 @@
 use crate::media::fanout::Fanout;
 use crate::media::frame::I420Frame;
 use crate::media::h264;
+use crate::media::keyframe::KeyframeThrottle;
 use crate::media::pattern;
 use crate::sync::lock;
 use bytes::Bytes;
@@ -251,6 +253,7 @@ pub fn run_encoder(
     let epoch = Instant::now();
     let rtp_base: u32 = rand::random();
     let mut window = RateWindow::new(Instant::now());
+    let mut throttle = KeyframeThrottle::default();
     while shared.running.load(Ordering::Relaxed) {
         let captured = match source.capture(&mut frame) {
             Ok(c) => c,
@@ -262,6 +265,10 @@ pub fn run_encoder(
             }
         };
         if shared.keyframe_wanted.swap(false, Ordering::AcqRel) {
+            throttle.request();
+        }
+        let forced = throttle.take(captured.at);
+        if forced {
             encoder.force_keyframe();
         }
         match encoder.encode(&frame) {
@@ -276,6 +283,9 @@ pub fn run_encoder(
                     .fetch_add(bytes as u64, Ordering::Relaxed);
                 if keyframe {
                     shared.stats.keyframes.fetch_add(1, Ordering::Relaxed);
+                    if !forced {
+                        throttle.keyframe_sent();
+                    }
                 }
                 if let Some((fps, kbps)) = window.add(captured.at, bytes) {
                     shared

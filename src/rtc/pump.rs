@@ -31,8 +31,14 @@ fn rtp_packet(
     }
 }
 
+/// Pictures a peer waiting for a keyframe lets go by before it asks again: the encoder
+/// may skip the very picture it was told to make a keyframe (openh264 skips pictures to
+/// hold the bitrate), and the request must not be lost with it.
+const ASK_AGAIN_AFTER: u32 = 10;
+
 /// Copies encoded pictures to one peer. After it falls behind, it skips to the next
-/// keyframe (asking for one at once), because P-frames after a gap only decode to garbage.
+/// keyframe (asking for one at once, and again every [`ASK_AGAIN_AFTER`] pictures until
+/// it comes), because P-frames after a gap only decode to garbage.
 pub(super) async fn pump_video(
     track: Arc<TrackLocalStaticRTP>,
     ssrc: u32,
@@ -42,14 +48,22 @@ pub(super) async fn pump_video(
 ) {
     let mut seq: u16 = rand::random();
     let mut need_keyframe = true;
+    // P-frames let go by since the keyframe was last asked for.
+    let mut waited = 0u32;
     media.request_keyframe();
     loop {
         match frames.next().await {
             Next::Item(frame) => {
                 if need_keyframe && !frame.keyframe {
+                    waited += 1;
+                    if waited >= ASK_AGAIN_AFTER {
+                        waited = 0;
+                        media.request_keyframe();
+                    }
                     continue;
                 }
                 need_keyframe = false;
+                waited = 0;
                 let last = frame.payloads.len().saturating_sub(1);
                 for (i, payload) in frame.payloads.iter().enumerate() {
                     let packet = rtp_packet(
@@ -70,6 +84,7 @@ pub(super) async fn pump_video(
             Next::Dropped(n) => {
                 log::debug!("a slow peer skipped {n} video frames; waiting for a keyframe");
                 need_keyframe = true;
+                waited = 0;
                 media.request_keyframe();
             }
             Next::Closed => return,

@@ -253,6 +253,58 @@ fn a_jpeg_of_another_size_than_negotiated_is_an_error() {
     ));
 }
 
+/// A real JPEG whose frame header is changed to claim `w`x`h`.
+fn jpeg_claiming(w: u16, h: u16) -> Vec<u8> {
+    let mut jpeg = make_jpeg(16, 16, jpeg_encoder::SamplingFactor::F_2_1);
+    let sof = jpeg
+        .windows(2)
+        .position(|m| m == [0xFF, 0xC0])
+        .expect("a baseline frame header");
+    jpeg[sof + 5..sof + 7].copy_from_slice(&h.to_be_bytes());
+    jpeg[sof + 7..sof + 9].copy_from_slice(&w.to_be_bytes());
+    jpeg
+}
+
+#[test]
+fn a_huge_jpeg_header_is_refused_before_anything_is_allocated() {
+    let jpeg = jpeg_claiming(16384, 16384);
+    assert_eq!(jpeg_size(&jpeg), Some((16384, 16384)));
+    let raw = RawFrame {
+        format: PixelFormat::Mjpeg,
+        width: 640,
+        height: 480,
+        data: &jpeg,
+    };
+    let mut out = I420Frame::new(640, 480);
+    let mut converter = Converter::new();
+    let start = std::time::Instant::now();
+    let result = converter.convert(&raw, &mut out);
+    let took = start.elapsed();
+    let err = result.expect_err("a 16384x16384 JPEG from a 640x480 camera");
+    assert!(
+        err.to_string().contains("16384x16384"),
+        "the error names the size: {err}"
+    );
+    // 16384² YCbCr would be 768 MiB: the scratch buffer was never grown for it.
+    assert!(
+        converter.ycbcr.capacity() < 1 << 20,
+        "allocated {} bytes for a refused picture",
+        converter.ycbcr.capacity()
+    );
+    assert!(
+        took < std::time::Duration::from_millis(200),
+        "took {took:?}"
+    );
+    // Without a negotiated size, the 8K cap refuses it the same way.
+    let mut scratch = Vec::new();
+    let err = decode_jpeg(&jpeg, None, &mut scratch).expect_err("over 8K");
+    assert!(err.to_string().contains("16384x16384"), "{err}");
+    assert_eq!(scratch.capacity(), 0);
+    // A header that fits is still decoded.
+    let fine = make_jpeg(32, 16, jpeg_encoder::SamplingFactor::F_2_1);
+    assert_eq!(decode_jpeg(&fine, None, &mut scratch), Ok((32, 16)));
+}
+
 #[test]
 fn scaling_keeps_flat_areas_and_corners_and_the_gradient() {
     let mut src = I420Frame::new(8, 4);
