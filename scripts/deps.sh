@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 want=${1:-build}
 # Build: openh264's C++ and libopus's CMake build; nasm gives openh264 its x86 assembly;
-# libclang-dev for the bindgen step of nokhwa's V4L2 bindings (the camera); ALSA's headers
+# libclang-dev for the bindgen step of the V4L2 bindings (the camera); ALSA's headers
 # for microphone capture (cpal). The microphone tests need nothing more: their capture
 # device is ALSA's file plugin, part of libasound itself.
 packages=(build-essential cmake pkg-config nasm libclang-dev libasound2-dev)

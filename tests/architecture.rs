@@ -361,6 +361,7 @@ fn the_pure_core_names_no_device_runtime_or_network_crate() {
         "ratelimit.rs",
         "media/convert.rs",
         "media/h264.rs",
+        "media/keyframe.rs",
     ];
     let banned = [
         "tokio::",

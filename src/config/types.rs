@@ -143,7 +143,7 @@ pub enum CameraDevice {
     Test,
     /// A V4L2 device node, always absolute.
     Path(PathBuf),
-    /// A camera index as nokhwa counts them.
+    /// A camera index: `N` is `/dev/videoN`.
     Index(u32),
 }
 
