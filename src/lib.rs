@@ -30,8 +30,8 @@ mod sync;
 pub mod tls;
 pub mod web;
 
-pub use cli::{check_config, devices};
+pub use cli::{check_config, devices, motors_off};
 pub use daemon::{run, RunError, RunOptions};
-pub use server::{serve, serve_on, Listeners};
+pub use server::{serve, serve_on, serve_with_state, Listeners};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
