@@ -1,4 +1,5 @@
-//! The subcommands besides running: `roverd check-config FILE` and `roverd devices`.
+//! The subcommands besides running: `roverd check-config FILE`, `roverd devices` and
+//! `roverd motors-off`.
 
 use crate::config::Config;
 use std::path::Path;
@@ -28,4 +29,24 @@ pub fn devices() -> String {
     text += "\n# == GPIO (motors) ==\n";
     text += &crate::motors::describe_gpio();
     text
+}
+
+/// `roverd motors-off [--config FILE]`: stops whatever the config names (the config that
+/// running would read) and exits, starting nothing else. The systemd unit runs it before
+/// roverd starts and after it exits however it exits, since GPIO levels outlive the
+/// process: a roverd killed mid-drive leaves the motors turning.
+pub fn motors_off(config: Option<&Path>) -> ExitCode {
+    let result = crate::daemon::load_file_config(config)
+        .map_err(anyhow::Error::new)
+        .and_then(|config| crate::motors::off(&config.motors).map_err(anyhow::Error::new));
+    match result {
+        Ok(done) => {
+            println!("roverd motors-off: {done}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("roverd motors-off: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

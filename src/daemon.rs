@@ -2,7 +2,7 @@
 //! bind the listeners, then serve until SIGINT or SIGTERM, with a bounded time to stop.
 
 use crate::config::{Config, ConfigError, ValidConfig};
-use crate::server::{serve_on, Listeners, ServeError};
+use crate::server::{serve_with_state, Listeners, ServeError};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -67,6 +67,16 @@ pub fn run(options: RunOptions) -> Result<(), RunError> {
     Ok(())
 }
 
+/// The config file that running with `config` (`--config`, if given) would read: the
+/// same for `roverd motors-off`, so that it stops what roverd drives.
+pub(crate) fn load_file_config(config: Option<&Path>) -> Result<ValidConfig, ConfigError> {
+    match config {
+        Some(path) => Config::load(path),
+        None if Path::new(SYSTEM_CONFIG).exists() => Config::load(Path::new(SYSTEM_CONFIG)),
+        None => Config::default().validate(),
+    }
+}
+
 /// The config to run with and where it came from, for the log.
 fn load_config(options: &RunOptions) -> Result<(ValidConfig, String), ConfigError> {
     let (mut config, origin) = match &options.config {
@@ -114,7 +124,15 @@ async fn serve_until_signal(config: ValidConfig) -> Result<(), RunError> {
         stop_tx.send_replace(true);
     });
     let mut stop_for_serve = stop_rx.clone();
-    let serve = serve_on(config, Listeners { http, https }, async move {
+    // The state directory keeps a latched e-stop across restarts.
+    let state_dir = match crate::tls::state_dir() {
+        Ok(dir) => Some(dir),
+        Err(e) => {
+            log::warn!(target: LOG, "{e}: a latched e-stop will not survive a restart");
+            None
+        }
+    };
+    let serve = serve_with_state(config, Listeners { http, https }, state_dir, async move {
         let _ = stop_for_serve.wait_for(|s| *s).await;
     });
     tokio::pin!(serve);

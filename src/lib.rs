@@ -35,8 +35,8 @@ pub mod testing;
 mod tls;
 mod web;
 
-pub use cli::{check_config, devices};
+pub use cli::{check_config, devices, motors_off};
 pub use daemon::{run, RunError, RunOptions};
-pub use server::{serve, serve_on, Listeners, ServeError};
+pub use server::{serve, serve_on, serve_with_state, Listeners, ServeError};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -35,12 +35,16 @@ enum Command {
     },
     /// List the cameras, microphones and GPIO, as lines to paste into roverd.toml
     Devices,
+    /// Stop the motors the config names (pins to their stopped level, PWM off) and exit;
+    /// systemd runs it before roverd starts and after it exits, however it exits
+    MotorsOff,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let options = match cli.command {
         Some(Command::CheckConfig { file }) => return roverd::check_config(&file),
+        Some(Command::MotorsOff) => return roverd::motors_off(cli.config.as_deref()),
         Some(Command::Devices) => {
             print!("{}", roverd::devices());
             return ExitCode::SUCCESS;

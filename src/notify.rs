@@ -5,8 +5,9 @@
 //!   (the moment `/healthz` turns 200), so `systemctl start roverd` returns when the robot
 //!   can really be watched;
 //! - `WATCHDOG=1` every `WATCHDOG_USEC / 2`, but only while capture and encoding progress
-//!   (the frame counters grew since the last ping). A camera or encoder that hangs stops
-//!   the pings, and systemd restarts roverd;
+//!   (the frame counters grew since the last ping) and roverd is healthy (motor control
+//!   alive). A camera or encoder that hangs, or a motor task that died, stops the pings,
+//!   and systemd restarts roverd;
 //! - `STOPPING=1` when shutdown begins.
 //!
 //! Without `NOTIFY_SOCKET` (roverd not started by systemd) every call here is a silent
@@ -24,7 +25,8 @@ const READY_POLL: Duration = Duration::from_millis(20);
 
 /// What [`supervise`] watches: the encoders, as the daemon sees them.
 pub trait Pipeline: Send + Sync {
-    /// Ready to be watched: what `/healthz` answers 200 to.
+    /// Ready to be watched: what `/healthz` answers 200 to. Checked before every watchdog
+    /// ping too, so that a part of roverd that died (motor control) stops the pings.
     fn healthy(&self) -> bool;
     /// The frames encoded so far: (video, audio).
     fn frames_encoded(&self) -> (u64, u64);
@@ -109,7 +111,16 @@ pub async fn supervise<P: Pipeline + ?Sized>(pipeline: Arc<P>, addr: SocketAddr)
     loop {
         ticks.tick().await;
         let frames = pipeline.frames_encoded();
-        if progress.advanced(frames, pipeline.has_audio()) {
+        let advanced = progress.advanced(frames, pipeline.has_audio());
+        if !pipeline.healthy() {
+            if !stalled {
+                stalled = true;
+                log::error!(
+                    "roverd is not healthy (see /healthz): not pinging systemd's watchdog, \
+                     which will restart roverd"
+                );
+            }
+        } else if advanced {
             if stalled {
                 log::info!("the encoders produce frames again");
                 stalled = false;

@@ -10,6 +10,7 @@ use crate::control::Control;
 use crate::http::{serve_connection, App, HEADER_TIMEOUT};
 use crate::media::{Media, MediaError};
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -76,6 +77,18 @@ pub async fn serve_on(
     listeners: Listeners,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
+    serve_with_state(config, listeners, None, shutdown).await
+}
+
+/// [`serve_on`] for the daemon: with `state_dir`, a latched e-stop is kept there
+/// ([`crate::control::ESTOP_LATCH_FILE`]) and applied again when roverd restarts. Tests
+/// that run roverd in their own process use [`serve_on`], which keeps nothing.
+pub async fn serve_with_state(
+    config: ValidConfig,
+    listeners: Listeners,
+    state_dir: Option<PathBuf>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
     let Listeners {
         http: listener,
         https,
@@ -89,7 +102,8 @@ pub async fn serve_on(
         _ => None,
     };
     // Motors first: a GPIO board that cannot be opened stops roverd before anything streams.
-    let control = Control::start(&config)?;
+    let latch = state_dir.map(|dir| dir.join(crate::control::ESTOP_LATCH_FILE));
+    let control = Control::start_latched(&config, latch)?;
     let media = Arc::new(Media::start(&config)?);
     let app = Arc::new(App::new(config, Arc::clone(&media), control));
     let addr = listener.local_addr().map_err(ServeError::Listener)?;

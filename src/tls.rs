@@ -40,7 +40,7 @@ pub enum TlsError {
         dir: PathBuf,
         source: std::io::Error,
     },
-    #[error("no state directory for the self-signed certificate: neither $STATE_DIRECTORY, $XDG_STATE_HOME nor $HOME is set")]
+    #[error("no state directory (for the self-signed certificate and the e-stop latch): neither $STATE_DIRECTORY, $XDG_STATE_HOME nor $HOME is set")]
     NoStateDir,
 }
 

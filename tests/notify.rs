@@ -2,6 +2,8 @@
 //! sets `WATCHDOG_USEC`, runs the real binary and reads what it says (`READY=1`,
 //! `WATCHDOG=1`, `STOPPING=1`), as systemd would with `Type=notify` and `WatchdogSec=`.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
@@ -51,18 +53,26 @@ impl Manager {
         for (k, v) in extra_env {
             command.env(k, v);
         }
+        let state = self.dir.join("state");
+        command.env("STATE_DIRECTORY", &state);
         let mut child = command.spawn().expect("start roverd");
         let stderr = child.stderr.take().expect("stderr");
+        let (addr_tx, addr) = std::sync::mpsc::channel();
         // Keep reading stderr so roverd never blocks on a full pipe.
         let log = std::thread::spawn(move || {
-            BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-                .collect()
+            let mut lines = Vec::new();
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("listening on http://").nth(1) {
+                    let _ = addr_tx.send(rest.trim_end_matches('/').to_owned());
+                }
+                lines.push(line);
+            }
+            lines
         });
         Running {
             child,
             log: Some(log),
+            addr,
         }
     }
 
@@ -113,6 +123,8 @@ impl Drop for Manager {
 struct Running {
     child: Child,
     log: Option<JoinHandle<Vec<String>>>,
+    /// Where it listens, once it says so.
+    addr: std::sync::mpsc::Receiver<String>,
 }
 
 impl Running {
@@ -225,6 +237,66 @@ fn stops_pinging_the_watchdog_when_the_video_source_hangs() {
         roverd.child.try_wait().expect("try_wait").is_none(),
         "roverd exited instead of hanging"
     );
+    let log = roverd.log();
+    assert!(
+        log.iter()
+            .any(|l| l.contains("not pinging systemd's watchdog")),
+        "{log:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_motor_task_that_died_fails_healthz_stops_the_watchdog_and_drives_are_told() {
+    let manager = Manager::new();
+    // The sim backend panics on the first drive (a test hook).
+    let mut roverd = manager.start_roverd(&[("ROVERD_TEST_MOTORS_PANIC", "1")]);
+    let addr: std::net::SocketAddr = roverd
+        .addr
+        .recv_timeout(PATIENCE)
+        .expect("roverd listens")
+        .parse()
+        .expect("address");
+    tokio::task::block_in_place(|| manager.until("READY=1", PATIENCE));
+    let (code, body) = common::request(addr, "GET", "/healthz", &[], vec![]).await;
+    assert_eq!(code, 200, "{body}");
+    tokio::task::block_in_place(|| manager.until("WATCHDOG=1", PATIENCE));
+
+    let mut peer = common::ClientPeer::connect_addr(addr).await;
+    peer.send(r#"{"type":"drive","left":0.5,"right":0.5,"seq":1}"#)
+        .await;
+    // The first drive is accepted (the motor task takes it), then the write panics.
+    let deadline = Instant::now() + PATIENCE;
+    let health = loop {
+        let (code, body) = common::request(addr, "GET", "/healthz", &[], vec![]).await;
+        if code != 200 {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "/healthz stayed 200");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(health.contains("motor control failed"), "{health}");
+
+    peer.send(r#"{"type":"drive","left":0.5,"right":0.5,"seq":2}"#)
+        .await;
+    let error = peer
+        .next_matching("the refusal of seq 2", |m| {
+            m["type"] == "error" && m["seq"] == 2
+        })
+        .await;
+    let message = error["message"].as_str().unwrap_or_default();
+    assert!(message.starts_with("motor control failed"), "{error}");
+
+    // Pings already on their way may arrive; then none for 2 s (20 ping intervals).
+    tokio::task::block_in_place(|| {
+        let quiet_from = Instant::now() + Duration::from_millis(300);
+        while let Some(msg) = manager.next(Duration::from_secs(2)) {
+            assert!(
+                Instant::now() < quiet_from,
+                "still pinging the watchdog after motor control failed: {msg:?}"
+            );
+        }
+    });
+    peer.close().await;
     let log = roverd.log();
     assert!(
         log.iter()

@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use crate::config::rules::{
     between, pin_problem, BITRATE_KBPS, BODY_BYTES, CONNECT_TIMEOUT_S, DEADMAN_MS, FPS, FRAME_SIDE,
-    IDLE_TIMEOUT_S, MAX_PEERS, MESSAGES_PER_S, MESSAGE_BYTES, OFFERS_PER_MINUTE, PWM_HZ,
+    HARDWARE_PWM_HZ, IDLE_TIMEOUT_S, MAX_PEERS, MESSAGES_PER_S, MESSAGE_BYTES, OFFERS_PER_MINUTE,
 };
 use crate::config::types::{
     AudioConfig, AudioDevice, CameraConfig, CameraDevice, ClientLimits, Config, ControlConfig,
@@ -99,6 +99,7 @@ struct RawMotors {
     driver: Option<String>,
     pwm: Option<String>,
     pwm_hz: Option<i64>,
+    sim_file: Option<PathBuf>,
     max_speed: Option<f64>,
     ramp_per_s: Option<f64>,
     left: RawPins,
@@ -377,7 +378,8 @@ impl RawMotors {
                 &PwmKind::ALL,
                 PwmKind::as_str,
             ),
-            pwm_hz: int(p, "motors.pwm_hz", self.pwm_hz, d.pwm_hz, &PWM_HZ),
+            pwm_hz: int(p, "motors.pwm_hz", self.pwm_hz, d.pwm_hz, &HARDWARE_PWM_HZ),
+            sim_file: self.sim_file.or(d.sim_file),
             max_speed: self.max_speed.unwrap_or(d.max_speed),
             ramp_per_s: self.ramp_per_s.unwrap_or(d.ramp_per_s),
             left: self.left.lower("motors.left", d.left, p),

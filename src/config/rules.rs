@@ -18,7 +18,13 @@ pub(crate) const FPS: RangeInclusive<u32> = 1..=120;
 pub(crate) const BITRATE_KBPS: RangeInclusive<u32> = 100..=20_000;
 pub(crate) const KEYFRAME_INTERVAL_S: RangeInclusive<f64> = 0.1..=60.0;
 pub(crate) const DEADMAN_MS: RangeInclusive<u64> = 50..=10_000;
-pub(crate) const PWM_HZ: RangeInclusive<u32> = 1..=40_000;
+/// Software PWM: below 100 Hz a motor jerks at the PWM rate; above 5 kHz rppal's PWM
+/// thread busy-waits through most of each period (a whole core) and its jitter (tens of
+/// µs at normal priority) becomes a large share of the pulse.
+pub(crate) const SOFTWARE_PWM_HZ: RangeInclusive<u32> = 100..=5_000;
+/// Hardware PWM (`motors.pwm = "hardware"` only): the SoC's clock keeps any of these steady,
+/// and above 20 kHz a motor no longer whines.
+pub(crate) const HARDWARE_PWM_HZ: RangeInclusive<u32> = 1..=40_000;
 pub(crate) const TRIM: RangeInclusive<f64> = 0.0..=1.0;
 /// The BCM GPIOs on the 40-pin header, the same on every Pi that roverd supports.
 pub(crate) const GPIO: RangeInclusive<u8> = 0..=27;
@@ -245,7 +251,8 @@ impl ControlConfig {
 impl MotorsConfig {
     fn check(&self, p: &mut Vec<Problem>) {
         self.check_board_pins(p);
-        in_range(p, "motors.pwm_hz", self.pwm_hz, &PWM_HZ);
+        self.check_pwm_hz(p);
+        self.check_sim_file(p);
         let speed = self.max_speed;
         if !(speed > 0.0 && speed <= 1.0) {
             p.push(Problem::new(
@@ -265,6 +272,41 @@ impl MotorsConfig {
         self.left.check("motors.left", p);
         self.right.check("motors.right", p);
         self.check_pins_unique(p);
+    }
+
+    /// Software PWM has a narrower range than hardware PWM, and `auto` may fall back to
+    /// software PWM, so only `pwm = "hardware"` gets the wide one.
+    fn check_pwm_hz(&self, p: &mut Vec<Problem>) {
+        let hz = self.pwm_hz;
+        let (allowed, why) = match self.pwm {
+            PwmKind::Hardware => (&HARDWARE_PWM_HZ, ""),
+            PwmKind::Software => (&SOFTWARE_PWM_HZ, " for software PWM"),
+            PwmKind::Auto => (
+                &SOFTWARE_PWM_HZ,
+                " (motors.pwm = \"auto\" may use software PWM; up to 40000 needs \
+                 motors.pwm = \"hardware\")",
+            ),
+        };
+        if !allowed.contains(&hz) {
+            p.push(Problem::new(
+                "motors.pwm_hz",
+                hz,
+                format!("{}{why}", between(allowed)),
+            ));
+        }
+    }
+
+    /// The sim's file is replaced by renaming a temporary file beside it, so it needs a
+    /// directory and a name, and an absolute path, since systemd starts roverd in `/`.
+    fn check_sim_file(&self, p: &mut Vec<Problem>) {
+        let Some(file) = &self.sim_file else { return };
+        if !file.is_absolute() || file.file_name().is_none() {
+            p.push(Problem::new(
+                "motors.sim_file",
+                format!("{:?}", file.display().to_string()),
+                "must be the absolute path of a file, such as \"/var/lib/roverd/motors.json\"",
+            ));
+        }
     }
 
     /// Every PWM pin the board needs must be wired, and with hardware PWM it must be one

@@ -110,7 +110,9 @@ fn every_key_is_read() {
             [control]
             deadman_ms = 250
             [motors]
+            pwm = "hardware"
             pwm_hz = 20000
+            sim_file = "/run/roverd/motors.json"
             max_speed = 0.5
             ramp_per_s = 2
             [motors.left]
@@ -138,6 +140,10 @@ fn every_key_is_read() {
     assert_eq!(c.audio.device, AudioDevice::Name("hw:1,0".into()));
     assert_eq!(c.control.deadman_ms, 250);
     assert_eq!(c.motors.pwm_hz, 20000);
+    assert_eq!(
+        c.motors.sim_file.as_deref(),
+        Some(Path::new("/run/roverd/motors.json"))
+    );
     assert_eq!((c.motors.max_speed, c.motors.ramp_per_s), (0.5, 2.0));
     let l = &c.motors.left;
     assert_eq!((l.in1, l.in2, l.en, l.stby), (5, 6, Some(18), Some(22)));
@@ -421,7 +427,7 @@ fn every_gpio_driver_is_accepted_with_the_default_pins() {
     ] {
         let c = parse(&format!("[motors]\ndriver = \"{name}\"\n"));
         assert_eq!(c.motors.driver, driver);
-        assert_eq!(c.motors.pwm, PwmKind::Software);
+        assert_eq!(c.motors.pwm, PwmKind::Auto);
     }
 }
 
@@ -448,7 +454,7 @@ fn hardware_pwm_only_on_the_pins_that_have_it() {
     parse("[motors]\npwm = \"hardware\"\n[motors.left]\nen = 22\n");
     assert_eq!(
         problem("[motors]\npwm = \"fast\"\n"),
-        r#"motors.pwm = "fast": must be one of "software", "hardware""#
+        r#"motors.pwm = "fast": must be one of "auto", "software", "hardware""#
     );
 }
 
@@ -461,9 +467,41 @@ fn unknown_driver_lists_the_drivers() {
 }
 
 #[test]
-fn pwm_between_1_and_40000() {
-    assert!(problem("[motors]\npwm_hz = 0\n").contains("between 1 and 40000"));
-    assert!(problem("[motors]\npwm_hz = 40001\n").contains("between 1 and 40000"));
+fn software_pwm_between_100_and_5000_and_hardware_up_to_40000() {
+    for pwm in ["auto", "software"] {
+        for bad in [99, 5001, 0, 40_000] {
+            let p = problem(&format!("[motors]\npwm = \"{pwm}\"\npwm_hz = {bad}\n"));
+            assert!(
+                p.starts_with(&format!(
+                    "motors.pwm_hz = {bad}: must be between 100 and 5000"
+                )),
+                "{p}"
+            );
+        }
+        parse(&format!("[motors]\npwm = \"{pwm}\"\npwm_hz = 100\n"));
+        parse(&format!("[motors]\npwm = \"{pwm}\"\npwm_hz = 5000\n"));
+    }
+    assert!(problem("[motors]\npwm_hz = 20000\n").contains("motors.pwm = \"hardware\""));
+    let hw = "[motors]\npwm = \"hardware\"\n";
+    assert_eq!(
+        parse(&format!("{hw}pwm_hz = 40000\n")).motors.pwm_hz,
+        40_000
+    );
+    assert!(problem(&format!("{hw}pwm_hz = 0\n")).contains("between 1 and 40000"));
+    assert!(problem(&format!("{hw}pwm_hz = 40001\n")).contains("between 1 and 40000"));
+}
+
+#[test]
+fn the_sim_file_is_an_absolute_file_path() {
+    assert_eq!(Config::default().motors.sim_file, None);
+    for bad in ["motors.json", "", "/", "/tmp/.."] {
+        let p = problem(&format!("[motors]\nsim_file = \"{bad}\"\n"));
+        assert!(
+            p.starts_with("motors.sim_file = ") && p.contains("absolute path of a file"),
+            "{bad}: {p}"
+        );
+    }
+    assert!(problem("[motors]\nsim_file = 3\n").contains("sim_file"));
 }
 
 #[test]

@@ -208,9 +208,14 @@ impl Default for ControlConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct MotorsConfig {
     pub driver: MotorDriver,
-    /// Software PWM works on any pin; hardware PWM is steadier but exists on four pins only.
+    /// Software PWM works on any pin; hardware PWM is steadier but exists on four pins
+    /// only; `auto` takes hardware PWM where the board's speed pins and the Pi allow it.
     pub pwm: PwmKind,
     pub pwm_hz: u32,
+    /// With `driver = "sim"`: a file replaced (atomically) on every write with
+    /// `{"left": L, "right": R}`, the speeds the pins would get. It outlives roverd as GPIO
+    /// levels do, so tests and `roverd motors-off` can see what a dead roverd left behind.
+    pub sim_file: Option<PathBuf>,
     /// Every command is scaled by this, so a first test on the desk cannot go full speed.
     pub max_speed: f64,
     /// The largest change of wheel speed per second, which keeps a small robot from tipping
@@ -224,8 +229,9 @@ impl Default for MotorsConfig {
     fn default() -> Self {
         Self {
             driver: MotorDriver::Sim,
-            pwm: PwmKind::Software,
+            pwm: PwmKind::Auto,
             pwm_hz: 1000,
+            sim_file: None,
             max_speed: 1.0,
             ramp_per_s: 4.0,
             left: MotorPins::LEFT,
@@ -280,18 +286,24 @@ impl MotorDriver {
 /// How the speed signal is made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum PwmKind {
-    /// rppal's software PWM, on any output pin (about 2 µs of jitter).
+    /// Hardware PWM when every speed pin of the board has a channel (GPIO 12, 13, 18, 19)
+    /// and the channels exist (`/sys/class/pwm`), software PWM otherwise; roverd logs
+    /// which, and `/api/status` shows it.
     #[default]
+    Auto,
+    /// rppal's software PWM, on any output pin: a thread per pin, which runs at normal
+    /// priority under the systemd unit, so expect tens of µs of jitter, more under load.
     Software,
     /// The SoC's PWM channels: GPIO 12, 13, 18 and 19 only, and the `pwm-2chan` overlay.
     Hardware,
 }
 
 impl PwmKind {
-    pub const ALL: [Self; 2] = [Self::Software, Self::Hardware];
+    pub const ALL: [Self; 3] = [Self::Auto, Self::Software, Self::Hardware];
 
     pub fn as_str(&self) -> &'static str {
         match self {
+            Self::Auto => "auto",
             Self::Software => "software",
             Self::Hardware => "hardware",
         }

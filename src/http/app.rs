@@ -54,6 +54,8 @@ pub struct Status {
 #[derive(Debug, Serialize)]
 pub struct MotorStatus {
     pub backend: &'static str,
+    /// "software", "hardware", or "none" (sim).
+    pub pwm: &'static str,
     pub left: f64,
     pub right: f64,
     pub estop: bool,
@@ -130,6 +132,7 @@ impl App {
             peers: self.peers.list(motors.driver.as_deref()),
             motors: MotorStatus {
                 backend: self.control.backend(),
+                pwm: self.control.pwm(),
                 left: motors.left,
                 right: motors.right,
                 estop: motors.estop,
@@ -137,8 +140,11 @@ impl App {
         }
     }
 
-    /// Healthy once every encoder has produced output.
+    /// Healthy once every encoder has produced output, while motor control lives.
     pub fn health(&self) -> Result<(), String> {
+        if let Some(why) = self.control.failure() {
+            return Err(format!("motor control failed: {why}"));
+        }
         let (video, audio) = self.media.frames_encoded();
         if video == 0 {
             return Err("the video encoder has not produced a frame yet".into());

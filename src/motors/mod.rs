@@ -7,7 +7,11 @@
 //! in `rppal_pins`, built with the `gpio-rppal` feature.
 
 pub mod gpio;
+#[cfg(feature = "test-support")]
+mod hooks;
 mod motor;
+#[cfg(test)]
+pub(crate) mod recorder;
 #[cfg(feature = "gpio-rppal")]
 mod rppal_pins;
 mod sim;
@@ -21,9 +25,40 @@ use crate::config::{MotorDriver, MotorsConfig};
 /// a build without GPIO support) is an error at start, never a silent fallback: the robot
 /// would not move and nobody would know.
 pub fn open(config: &MotorsConfig) -> Result<Box<dyn Motors>, MotorError> {
-    match config.driver {
-        MotorDriver::Sim => Ok(Box::new(Sim::default())),
-        board => open_board(config, board),
+    let motors: Box<dyn Motors> = match (config.driver, &config.sim_file) {
+        (MotorDriver::Sim, None) => Box::new(Sim::default()),
+        (MotorDriver::Sim, Some(file)) => Box::new(Sim::with_file(file.clone())?),
+        (board, _) => open_board(config, board)?,
+    };
+    #[cfg(feature = "test-support")]
+    let motors = hooks::panicking_motors(motors);
+    Ok(motors)
+}
+
+/// `roverd motors-off`: stops whatever `config` names, at once, without starting anything
+/// else: every pin of a board to its stopped level as an output (hardware PWM disabled),
+/// the sim's file to 0. Returns what was done, for the user.
+pub fn off(config: &MotorsConfig) -> Result<String, MotorError> {
+    match (config.driver, &config.sim_file) {
+        (MotorDriver::Sim, None) => {
+            Ok("motors.driver = \"sim\" without motors.sim_file: nothing to stop".into())
+        }
+        (MotorDriver::Sim, Some(file)) => {
+            sim::write_file(file, 0.0, 0.0)?;
+            Ok(format!(
+                "simulated motors stopped ({} set to 0)",
+                file.display()
+            ))
+        }
+        (board, _) => {
+            // Opening writes 0 to every pin; dropping keeps them there (and disables
+            // hardware PWM) without letting any pin float.
+            drop(open_board(config, board)?);
+            Ok(format!(
+                "motors stopped: every {} pin at its stopped level",
+                board.as_str()
+            ))
+        }
     }
 }
 

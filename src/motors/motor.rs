@@ -26,11 +26,21 @@ pub enum MotorError {
     },
     #[error("writing GPIO {pin} failed: {reason}")]
     Write { pin: u8, reason: String },
+    #[error("could not write the simulated motors' file {path} (motors.sim_file): {source}")]
+    SimFile {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Two wheel speeds in -1..=1 (negative is backwards), written together.
 pub trait Motors: Send {
     /// The name shown in `/api/status`: "sim", "l298n", ...
     fn name(&self) -> &'static str;
+    /// The PWM in use, for `/api/status`: "software", "hardware", or "none" (no pins).
+    fn pwm(&self) -> &'static str {
+        "none"
+    }
     fn set(&mut self, left: f64, right: f64) -> Result<(), MotorError>;
 }

@@ -1,5 +1,11 @@
 //! The GPIO pins through rppal: software PWM at `pwm_hz` on any pin, or hardware PWM on
 //! GPIO 12/13/18/19. Only built with the `gpio-rppal` feature.
+//!
+//! Letting go never lets a pin float: rppal's reset-on-drop (which returns an output pin to
+//! its previous mode, an input) is off for every motor pin, and [`RppalPins`]'s own `Drop`
+//! stops software PWM (rppal's `SoftPwm` does not stop its thread when dropped during a
+//! panic), sets every output low, and disables the hardware PWM channels (a disabled
+//! channel holds its pin low; the pin stays in its PWM function, never an input).
 
 use crate::config::PwmKind;
 use crate::motors::gpio::{PinWrite, Pins};
@@ -68,6 +74,15 @@ impl RppalPins {
         })
     }
 
+    /// The sysfs PWM chip rppal uses: `pwmchip2` (RP1) on a Pi 5, `pwmchip0` before.
+    fn pwm_chip(&self) -> u8 {
+        if self.pi5 {
+            2
+        } else {
+            0
+        }
+    }
+
     /// The hardware PWM channel behind a GPIO: Pi 5 has four, earlier models two (12 and
     /// 18 share channel 0, 13 and 19 share channel 1).
     fn hardware_channel(&self, pin: u8) -> Option<rppal::pwm::Channel> {
@@ -118,19 +133,50 @@ impl Pins for RppalPins {
                         "{e} (is dtoverlay=pwm-2chan in /boot/firmware/config.txt?)"
                     ))
                 })?;
+                let mut pwm = pwm;
+                // Our Drop disables it; rppal's would also unexport it.
+                pwm.set_reset_on_drop(false);
                 self.hard_pwm.insert(pin, pwm);
             }
             other => {
-                let out = self
+                let mut out = self
                     .gpio
                     .get(pin)
                     .map_err(|e| fail(e.to_string()))?
                     .into_output_low();
+                out.set_reset_on_drop(false);
                 self.outputs.insert(pin, out);
-                if let Some((PwmKind::Software, hz)) = other {
+                if let Some((PwmKind::Software | PwmKind::Auto, hz)) = other {
                     self.soft_pwm.insert(pin, f64::from(hz));
                 }
             }
+        }
+        Ok(())
+    }
+
+    fn hardware_pwm(&self, pins: &[u8]) -> Result<(), String> {
+        let chip = self.pwm_chip();
+        let dir = format!("/sys/class/pwm/pwmchip{chip}");
+        let npwm: u32 = std::fs::read_to_string(format!("{dir}/npwm"))
+            .ok()
+            .and_then(|n| n.trim().parse().ok())
+            .ok_or_else(|| {
+                format!("no hardware PWM channels ({dir} is missing: no dtoverlay=pwm-2chan?)")
+            })?;
+        let mut used = Vec::new();
+        for &pin in pins {
+            let channel = self
+                .hardware_channel(pin)
+                .ok_or_else(|| format!("GPIO {pin} has no hardware PWM channel"))?;
+            if used.contains(&channel) {
+                return Err(format!(
+                    "GPIO {pin} shares its hardware PWM channel ({channel}) with another speed pin"
+                ));
+            }
+            if u32::from(channel as u8) >= npwm {
+                return Err(format!("{dir} has {npwm} channels, not {channel}"));
+            }
+            used.push(channel);
         }
         Ok(())
     }
@@ -178,6 +224,31 @@ impl Pins for RppalPins {
                 let _ = out.clear_pwm();
                 out.set_low();
                 Ok(())
+            }
+        }
+    }
+}
+
+/// Every motor pin to its stopped level, and kept there: level pins first (at once), then
+/// the software PWM pins (each waits for its PWM thread to end), then the hardware PWM
+/// channels (duty 0, disabled).
+impl Drop for RppalPins {
+    fn drop(&mut self) {
+        for (pin, out) in &mut self.outputs {
+            if !self.soft_pwm.contains_key(pin) {
+                out.set_low();
+            }
+        }
+        for (pin, out) in &mut self.outputs {
+            if self.soft_pwm.contains_key(pin) {
+                let _ = out.clear_pwm();
+                out.set_low();
+            }
+        }
+        for (pin, pwm) in &self.hard_pwm {
+            let duty = pwm.set_duty_cycle(0.0);
+            if let Err(e) = duty.and_then(|()| pwm.disable()) {
+                log::error!("could not disable the hardware PWM of GPIO {pin}: {e}");
             }
         }
     }

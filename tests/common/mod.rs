@@ -593,6 +593,12 @@ impl Process {
     /// here) and waits until it says where it listens.
     pub fn spawn(mut cmd: std::process::Command) -> Process {
         use std::io::BufRead;
+        // A state directory of its own unless the test gives one: never the user's (a
+        // latched e-stop kept there would hold every test's motors).
+        if !cmd.get_envs().any(|(k, _)| k == "STATE_DIRECTORY") {
+            let dir = std::env::temp_dir().join(format!("roverd-state-{}", std::process::id()));
+            cmd.env("STATE_DIRECTORY", dir);
+        }
         let mut child = cmd
             .env_remove("JOURNAL_STREAM")
             .stdin(std::process::Stdio::null())
