@@ -25,6 +25,7 @@ mod notify;
 mod peers;
 mod protocol;
 mod ratelimit;
+mod connlimit;
 mod rtc;
 mod safety;
 mod server;

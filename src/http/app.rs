@@ -27,6 +27,14 @@ pub enum OfferError {
     Rtc(#[from] RtcError),
 }
 
+/// An answered offer: the answer's SDP, and the new peer's id and secret.
+#[derive(Debug, Clone)]
+pub struct Answered {
+    pub answer: String,
+    pub id: String,
+    pub secret: String,
+}
+
 pub struct App {
     pub config: ValidConfig,
     pub media: Arc<Media>,
@@ -86,7 +94,7 @@ impl App {
         local_ip: IpAddr,
         client: IpAddr,
         access: Access,
-    ) -> Result<(String, String), OfferError> {
+    ) -> Result<Answered, OfferError> {
         let decision = crate::sync::lock(&self.offers).take(client, Instant::now());
         if let Decision::Refused { first, retry_after } = decision {
             if first {
@@ -104,7 +112,7 @@ impl App {
             .ok_or(OfferError::Full(self.config.http.max_peers))?;
         let peer = crate::rtc::answer(sdp, local_ip, &self.media).await?;
         let answer = peer.answer.clone();
-        let id = self.peers.admit(
+        let (id, secret) = self.peers.admit(
             slot,
             peer,
             Arc::clone(&self.media),
@@ -116,7 +124,7 @@ impl App {
             "peer {id} answered; {} connected or connecting",
             self.peers.len()
         );
-        Ok((answer, id))
+        Ok(Answered { answer, id, secret })
     }
 
     pub fn status(&self) -> Status {
