@@ -520,8 +520,9 @@ async fn a_peer_may_close_itself_with_the_secret_of_its_location_whatever_its_to
     server.stop().await;
 }
 
-/// Waits until `/api/status` has listed no peer for `quiet` in a row; the time it took.
-async fn until_no_peer_for(addr: SocketAddr, quiet: Duration) -> Duration {
+/// Waits until `/api/status` has listed no peer for `quiet` in a row, for at most
+/// `bound`; the time it took.
+async fn until_no_peer_for(addr: SocketAddr, quiet: Duration, bound: Duration) -> Duration {
     let start = Instant::now();
     let mut empty_since: Option<Instant> = None;
     loop {
@@ -538,8 +539,8 @@ async fn until_no_peer_for(addr: SocketAddr, quiet: Duration) -> Duration {
             empty_since = None;
         }
         assert!(
-            start.elapsed() < PATIENCE,
-            "peers still listed {PATIENCE:?} after their clients left: {status}"
+            start.elapsed() < bound,
+            "peers still listed {bound:?} after their clients left: {status}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -547,30 +548,50 @@ async fn until_no_peer_for(addr: SocketAddr, quiet: Duration) -> Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_offer_whose_client_leaves_before_the_answer_leaves_no_peer() {
-    let mut config = test_config();
-    // A peer left behind would hold its place for this long: far beyond the wait below.
-    config.limits.connect_timeout_s = 60;
-    let server = Server::start(config).await;
+    // roverd as its own process, answering 300 ms late (a test hook), so that the clients
+    // below are surely gone before their answers. A peer left behind would hold its place
+    // until limits.connect_timeout_s = 60, or until ICE gives up on it, both far beyond
+    // the bound of the wait below.
+    let dir = std::env::temp_dir().join(format!("roverd-abandoned-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("roverd.toml");
+    std::fs::write(&file, "[limits]\nconnect_timeout_s = 60\nidle_timeout_s = 60\n")
+        .expect("config");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_roverd"));
+    cmd.args(["--simulate", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&file)
+        .env("ROVERD_TEST_ANSWER_DELAY_MS", "300")
+        .env("RUST_LOG", "warn,roverd::server=info");
+    let roverd = common::Process::spawn(cmd);
+    let addr = roverd.addr;
     let body = offer_body().await;
     for _ in 0..3 {
-        let mut stream = tokio::net::TcpStream::connect(server.addr)
-            .await
-            .expect("connect");
+        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
         let head = format!(
-            "POST /api/offer HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
+            "POST /api/offer HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
              Content-Length: {}\r\n\r\n",
-            server.addr,
             body.len()
         );
         stream.write_all(head.as_bytes()).await.expect("write");
         stream.write_all(&body).await.expect("write");
-        // Gone before the answer.
+        // roverd has the whole offer and is answering it: leave now.
+        tokio::time::sleep(Duration::from_millis(100)).await;
         drop(stream);
     }
-    let took = until_no_peer_for(server.addr, Duration::from_secs(1)).await;
-    eprintln!("no peer listed for 1 s, {took:?} after the clients left");
+    // Each answer was made, and its peer closed at once.
+    let start = Instant::now();
+    while roverd.log().matches("left before its answer").count() < 3 {
+        assert!(
+            start.elapsed() < PATIENCE,
+            "roverd did not see the clients leave:\n{}",
+            roverd.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let took = until_no_peer_for(addr, Duration::from_secs(1), Duration::from_secs(4)).await;
+    eprintln!("no peer listed for 1 s, {took:?} after the answers");
     // roverd still answers the next client.
-    let peer = ClientPeer::connect(&server).await;
+    let peer = ClientPeer::connect_addr(addr).await;
     peer.close().await;
-    server.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
 }

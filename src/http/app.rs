@@ -110,6 +110,8 @@ impl App {
             .peers
             .reserve()
             .ok_or(OfferError::Full(self.config.http.max_peers))?;
+        #[cfg(feature = "test-support")]
+        slow_answer_hook().await;
         let peer = crate::rtc::answer(sdp, local_ip, &self.media).await?;
         let answer = peer.answer.clone();
         let (id, secret) = self.peers.admit(
@@ -184,5 +186,17 @@ impl crate::notify::Pipeline for App {
 
     fn has_audio(&self) -> bool {
         self.media.has_audio()
+    }
+}
+
+/// With `ROVERD_TEST_ANSWER_DELAY_MS=N` in the environment every answer takes N ms longer,
+/// as on a loaded robot, so that a test can leave before its answer (a test hook; only
+/// built with the `test-support` feature).
+#[cfg(feature = "test-support")]
+async fn slow_answer_hook() {
+    const VAR: &str = "ROVERD_TEST_ANSWER_DELAY_MS";
+    if let Some(ms) = std::env::var(VAR).ok().and_then(|v| v.parse::<u64>().ok()) {
+        log::warn!(target: LOG, "{VAR}={ms}: answering {ms} ms late (a test hook)");
+        tokio::time::sleep(Duration::from_millis(ms)).await;
     }
 }
