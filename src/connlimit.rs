@@ -119,10 +119,9 @@ impl ConnLimits {
 impl std::fmt::Display for Refusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Refusal::Total { max } => write!(
-                f,
-                "{max} connections are open (limits.max_connections)"
-            ),
+            Refusal::Total { max } => {
+                write!(f, "{max} connections are open (limits.max_connections)")
+            }
             Refusal::PerAddress { max } => write!(
                 f,
                 "{max} connections are open from this address (limits.max_connections_per_address)"

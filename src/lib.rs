@@ -13,6 +13,7 @@
 
 mod cli;
 pub mod config;
+mod connlimit;
 mod control;
 mod daemon;
 #[doc(hidden)]
@@ -25,7 +26,6 @@ mod notify;
 mod peers;
 mod protocol;
 mod ratelimit;
-mod connlimit;
 mod rtc;
 mod safety;
 mod server;

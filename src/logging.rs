@@ -209,7 +209,10 @@ mod tests {
         assert!(!f.enabled(&meta(Level::Info, "roverd::server")));
         assert!(f.enabled(&meta(Level::Warn, "roverd::server")));
         // Set but empty is not set.
-        assert_eq!(Filter::new("debug", Some("  ")).max_level(), LevelFilter::Debug);
+        assert_eq!(
+            Filter::new("debug", Some("  ")).max_level(),
+            LevelFilter::Debug
+        );
     }
 
     #[test]

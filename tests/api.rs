@@ -347,8 +347,14 @@ async fn each_offer_route_answers_in_the_shape_its_client_expects() {
         if client == "FastRTC" {
             offer["webrtc_id"] = "fastrtc-session-1".into();
         }
-        let (code, headers, body) =
-            request_full(server.addr, "POST", path, &[], offer.to_string().into_bytes()).await;
+        let (code, headers, body) = request_full(
+            server.addr,
+            "POST",
+            path,
+            &[],
+            offer.to_string().into_bytes(),
+        )
+        .await;
         assert_eq!(code, 200, "{client} via {path}: {body}");
         assert_eq!(keys(&body), want, "{client} via {path}: {body}");
         let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -418,7 +424,10 @@ async fn every_response_carries_the_security_headers() {
             "frame-ancestors 'none'",
             "object-src 'none'",
         ] {
-            assert!(directives.contains(&want), "{path}: {want:?} not in {csp:?}");
+            assert!(
+                directives.contains(&want),
+                "{path}: {want:?} not in {csp:?}"
+            );
         }
         // Nothing inline, nothing from elsewhere.
         assert!(

@@ -316,9 +316,7 @@ async fn a_watcher_keeps_its_stream_through_junk_and_churn_and_nothing_leaks() {
 /// A connection from 127.0.0.2 (another loopback address: another client to roverd).
 async fn connect_from_other_address(addr: SocketAddr) -> Option<tokio::net::TcpStream> {
     let socket = tokio::net::TcpSocket::new_v4().ok()?;
-    socket
-        .bind("127.0.0.2:0".parse().expect("address"))
-        .ok()?;
+    socket.bind("127.0.0.2:0".parse().expect("address")).ok()?;
     socket.connect(addr).await.ok()
 }
 
@@ -339,8 +337,8 @@ async fn a_flood_of_idle_connections_from_one_address_leaves_roverd_to_everyone_
         .env("RUST_LOG", "warn,roverd::server=info");
     let process = Process::spawn(cmd);
     let addr = process.addr;
-    let limits = std::fs::read_to_string(format!("/proc/{}/limits", process.pid()))
-        .expect("proc limits");
+    let limits =
+        std::fs::read_to_string(format!("/proc/{}/limits", process.pid())).expect("proc limits");
     assert!(
         limits
             .lines()
@@ -387,7 +385,10 @@ async fn a_flood_of_idle_connections_from_one_address_leaves_roverd_to_everyone_
     let mut latencies = Vec::new();
     for _ in 0..20 {
         let took = healthz().await;
-        assert!(took < Duration::from_secs(2), "/healthz took {took:?} during the flood");
+        assert!(
+            took < Duration::from_secs(2),
+            "/healthz took {took:?} during the flood"
+        );
         latencies.push(took);
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
@@ -428,7 +429,9 @@ async fn a_flood_of_idle_connections_from_one_address_leaves_roverd_to_everyone_
     // The flood holds its 32 places, no more, and is logged once.
     assert!(fds < 256, "roverd holds {fds} descriptors");
     let log = process.log();
-    let lines = log.matches("closing new connections from 127.0.0.2").count();
+    let lines = log
+        .matches("closing new connections from 127.0.0.2")
+        .count();
     assert_eq!(lines, 1, "one log line per flood:\n{log}");
     peer.close().await;
     drop(idle);

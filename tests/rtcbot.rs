@@ -64,7 +64,10 @@ fn python_with_rtcbot() -> PathBuf {
         ]),
         "pip install rtcbot",
     );
-    assert!(has_rtcbot(&python), "rtcbot is not importable after pip install");
+    assert!(
+        has_rtcbot(&python),
+        "rtcbot is not importable after pip install"
+    );
     python
 }
 
@@ -120,7 +123,11 @@ async fn rtcbots_own_client_connects_receives_video_and_gets_a_pong() {
             .is_some_and(|l| l.starts_with("/api/peers/p") && l.contains("?secret=")),
         "{got}"
     );
-    assert_eq!(got["frame_shape"], serde_json::json!([480, 640, 3]), "{got}");
+    assert_eq!(
+        got["frame_shape"],
+        serde_json::json!([480, 640, 3]),
+        "{got}"
+    );
     assert_eq!(got["pong"]["t"], 42.5, "{got}");
     server.stop().await;
 }

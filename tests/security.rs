@@ -4,9 +4,9 @@
 mod common;
 
 use common::{request, test_config, ClientPeer, Server, PATIENCE};
-use tokio::io::AsyncWriteExt;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt;
 
 const FULL: &str = "drive-token-123";
 const VIEWER: &str = "watch-token-456";
@@ -501,10 +501,12 @@ async fn a_peer_may_close_itself_with_the_secret_of_its_location_whatever_its_to
     // The secret is no token: without one, 401 as for everything under /api/.
     let (code, text) = request(addr, "DELETE", &viewer.location, &[], vec![]).await;
     assert_eq!(code, 401, "{text}");
-    let listed = |id: String| move |s: &serde_json::Value| {
-        s["peers"]
-            .as_array()
-            .is_some_and(|p| p.iter().any(|p| p["id"] == id.as_str()))
+    let listed = |id: String| {
+        move |s: &serde_json::Value| {
+            s["peers"]
+                .as_array()
+                .is_some_and(|p| p.iter().any(|p| p["id"] == id.as_str()))
+        }
     };
     until_status(addr, Some(VIEWER), listed(viewer.id.clone())).await;
     // With its own secret, the viewer closes its own peer, and only that one.
@@ -555,8 +557,11 @@ async fn an_offer_whose_client_leaves_before_the_answer_leaves_no_peer() {
     let dir = std::env::temp_dir().join(format!("roverd-abandoned-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let file = dir.join("roverd.toml");
-    std::fs::write(&file, "[limits]\nconnect_timeout_s = 60\nidle_timeout_s = 60\n")
-        .expect("config");
+    std::fs::write(
+        &file,
+        "[limits]\nconnect_timeout_s = 60\nidle_timeout_s = 60\n",
+    )
+    .expect("config");
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_roverd"));
     cmd.args(["--simulate", "--listen", "127.0.0.1:0", "--config"])
         .arg(&file)

@@ -13,7 +13,8 @@ use serde::Deserialize;
 
 use crate::config::rules::{
     between, pin_problem, BITRATE_KBPS, BODY_BYTES, CONNECT_TIMEOUT_S, DEADMAN_MS, FPS, FRAME_SIDE,
-    IDLE_TIMEOUT_S, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_ADDRESS, MAX_PEERS, MESSAGES_PER_S, MESSAGE_BYTES, OFFERS_PER_MINUTE, PWM_HZ,
+    IDLE_TIMEOUT_S, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_ADDRESS, MAX_PEERS, MESSAGES_PER_S,
+    MESSAGE_BYTES, OFFERS_PER_MINUTE, PWM_HZ,
 };
 use crate::config::types::{
     AudioConfig, AudioDevice, CameraConfig, CameraDevice, ClientLimits, Config, ControlConfig,

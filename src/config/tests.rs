@@ -313,12 +313,18 @@ fn limits_have_ranges() {
 fn connection_limits_have_ranges_and_per_address_fits_the_total() {
     let c = parse("[limits]\nmax_connections = 100\nmax_connections_per_address = 10\n");
     assert_eq!(
-        (c.limits.max_connections, c.limits.max_connections_per_address),
+        (
+            c.limits.max_connections,
+            c.limits.max_connections_per_address
+        ),
         (100, 10)
     );
     let d = parse("");
     assert_eq!(
-        (d.limits.max_connections, d.limits.max_connections_per_address),
+        (
+            d.limits.max_connections,
+            d.limits.max_connections_per_address
+        ),
         (256, 32)
     );
     assert_eq!(

@@ -136,10 +136,10 @@ async fn route(
         }
         (&Method::DELETE, p) if p.starts_with("/api/peers/") => {
             let id = &p["/api/peers/".len()..];
-            let secret = req.uri().query().and_then(|q| {
-                q.split('&')
-                    .find_map(|pair| pair.strip_prefix("secret="))
-            });
+            let secret = req
+                .uri()
+                .query()
+                .and_then(|q| q.split('&').find_map(|pair| pair.strip_prefix("secret=")));
             delete_peer(&app, id, secret, access).await
         }
         (_, p) if known_path(p) => {
