@@ -13,7 +13,8 @@ want=${1:-build}
 packages=(build-essential cmake pkg-config nasm libclang-dev libasound2-dev)
 if [ "$want" = test ]; then
   # Browser tests drive Debian's Chromium through Node; systemd-analyze checks the unit.
-  packages+=(chromium nodejs npm systemd)
+  # python3-venv: tests/rtcbot.rs makes a venv for RTCBot (the Python client it connects).
+  packages+=(chromium nodejs npm systemd python3-venv)
 fi
 
 missing=()

@@ -13,6 +13,7 @@
 
 mod cli;
 pub mod config;
+mod connlimit;
 mod control;
 mod daemon;
 #[doc(hidden)]

@@ -37,6 +37,9 @@ pub struct PeerStatus {
 
 pub struct PeerEntry {
     pub id: String,
+    /// Handed to whoever made the offer (the answer's `Location`), and nobody else: it lets
+    /// that client close this one peer whatever its token (`DELETE ...?secret=`).
+    secret: String,
     pc: Arc<dyn PeerConnection>,
     state: Mutex<RTCPeerConnectionState>,
     tasks: Mutex<Vec<AbortHandle>>,
@@ -127,7 +130,8 @@ impl Peers {
         })
     }
 
-    /// Registers a negotiated peer in `slot` and starts its supervisor. Returns its id.
+    /// Registers a negotiated peer in `slot` and starts its supervisor. Returns its id and
+    /// its secret.
     pub fn admit(
         self: &Arc<Self>,
         mut slot: Slot<'_>,
@@ -135,10 +139,13 @@ impl Peers {
         media: Arc<Media>,
         control: Control,
         policy: PeerPolicy,
-    ) -> String {
+    ) -> (String, String) {
         let id = format!("p{}", self.next_id.fetch_add(1, Ordering::Relaxed));
+        let secret: [u8; 16] = rand::random();
+        let secret: String = secret.iter().map(|b| format!("{b:02x}")).collect();
         let entry = Arc::new(PeerEntry {
             id: id.clone(),
+            secret: secret.clone(),
             pc: Arc::clone(&peer.pc),
             state: Mutex::new(RTCPeerConnectionState::New),
             tasks: Mutex::new(Vec::new()),
@@ -159,7 +166,16 @@ impl Peers {
             control,
             policy,
         ));
-        id
+        (id, secret)
+    }
+
+    /// Whether `secret` is the secret of peer `id` (compared in constant time). `None` when
+    /// no peer has that id.
+    pub fn secret_matches(&self, id: &str, secret: &str) -> Option<bool> {
+        use subtle::ConstantTimeEq;
+        let t = self.table();
+        let entry = t.peers.get(id)?;
+        Some(entry.secret.as_bytes().ct_eq(secret.as_bytes()).into())
     }
 
     pub fn len(&self) -> usize {

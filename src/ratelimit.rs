@@ -106,7 +106,8 @@ impl PerClient {
     }
 }
 
-fn client_key(ip: IpAddr) -> IpAddr {
+/// The address a limit counts a client by: IPv4 as is, IPv6 by its /64.
+pub(crate) fn client_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

@@ -6,13 +6,14 @@
 //! no peer is left sending from a pipeline that is gone.
 
 use crate::config::ValidConfig;
+use crate::connlimit::{ConnGuard, ConnLimits};
 use crate::control::Control;
 use crate::http::{serve_connection, App, HEADER_TIMEOUT};
 use crate::media::{Media, MediaError};
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +39,25 @@ pub struct Listeners {
 async fn accept_failed(e: std::io::Error) {
     log::warn!("accepting a connection failed: {e}");
     tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
+/// `limits.max_connections` and `limits.max_connections_per_address`, checked before any
+/// work is done for a connection: a refused one is dropped (closed) here, and a flood of
+/// them gives one log line.
+fn admit(limits: &Arc<ConnLimits>, remote: std::net::SocketAddr) -> Option<ConnGuard> {
+    match limits.admit(remote.ip(), Instant::now()) {
+        Ok(guard) => Some(guard),
+        Err(refused) => {
+            if refused.first {
+                log::warn!(
+                    "closing new connections from {}: {}; more refusals in this flood are not logged",
+                    remote.ip(),
+                    refused.why
+                );
+            }
+            None
+        }
+    }
 }
 
 /// The next HTTPS connection, or never when there is no HTTPS.
@@ -114,21 +134,32 @@ pub async fn serve_with_state(
     }
     // READY=1 and the watchdog pings for systemd; a no-op when not run by systemd.
     let notifier = tokio::spawn(crate::notify::supervise(Arc::clone(&app), addr));
+    let conns = ConnLimits::new(
+        app.config.limits.max_connections,
+        app.config.limits.max_connections_per_address,
+    );
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, remote)) => {
+                    let Some(guard) = admit(&conns, remote) else { continue };
                     let local = stream.local_addr().unwrap_or(addr);
-                    tokio::spawn(serve_connection(Arc::clone(&app), stream, local, remote));
+                    let app = Arc::clone(&app);
+                    tokio::spawn(async move {
+                        serve_connection(app, stream, local, remote).await;
+                        drop(guard);
+                    });
                 }
                 Err(e) => accept_failed(e).await,
             },
             accepted = accept_https(&https) => match accepted {
                 Ok((stream, remote, acceptor)) => {
+                    let Some(guard) = admit(&conns, remote) else { continue };
                     let local = stream.local_addr().unwrap_or(addr);
                     let app = Arc::clone(&app);
                     tokio::spawn(async move {
+                        let _guard = guard;
                         // A client that never finishes its handshake cannot hold a task.
                         match tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(stream)).await {
                             Ok(Ok(tls)) => serve_connection(app, tls, local, remote).await,

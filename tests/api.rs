@@ -315,3 +315,125 @@ async fn the_data_channel_says_hello_answers_ping_and_refuses_the_rest() {
     peer.close().await;
     server.stop().await;
 }
+
+/// The keys of a JSON object, sorted.
+fn keys(body: &str) -> Vec<String> {
+    let v: serde_json::Value = serde_json::from_str(body).expect("JSON");
+    let mut keys: Vec<String> = v
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {body}"))
+        .keys()
+        .cloned()
+        .collect();
+    keys.sort();
+    keys
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_offer_route_answers_in_the_shape_its_client_expects() {
+    let server = Server::start(test_config()).await;
+    // What each client sends and accepts back. RTCBot does RTCSessionDescription(**answer),
+    // which raises on any key but sdp and type; FastRTC sends a webrtc_id and reads the
+    // session description; WebGear_RTC (vidgear) posts and reads a bare description.
+    let cases = [
+        ("/api/offer", "roverd's page", vec!["id", "sdp", "type"]),
+        ("/connect", "RTCBot", vec!["sdp", "type"]),
+        ("/webrtc/offer", "FastRTC", vec!["sdp", "type"]),
+        ("/offer", "WebGear_RTC", vec!["sdp", "type"]),
+    ];
+    for (path, client, want) in cases {
+        let sdp = client_offer_sdp().await;
+        let mut offer = serde_json::json!({"sdp": sdp, "type": "offer"});
+        if client == "FastRTC" {
+            offer["webrtc_id"] = "fastrtc-session-1".into();
+        }
+        let (code, headers, body) = request_full(
+            server.addr,
+            "POST",
+            path,
+            &[],
+            offer.to_string().into_bytes(),
+        )
+        .await;
+        assert_eq!(code, 200, "{client} via {path}: {body}");
+        assert_eq!(keys(&body), want, "{client} via {path}: {body}");
+        let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(answer["type"], "answer", "{client}");
+        assert!(
+            answer["sdp"].as_str().unwrap_or("").starts_with("v=0"),
+            "{client}: {body}"
+        );
+        // Every answer names its peer and carries the secret that closes it.
+        let location = headers
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_else(|| panic!("{client}: no Location"));
+        let (id, secret) = location
+            .strip_prefix("/api/peers/")
+            .and_then(|rest| rest.split_once("?secret="))
+            .unwrap_or_else(|| panic!("{client}: Location {location}"));
+        assert!(
+            id.starts_with('p') && id[1..].bytes().all(|b| b.is_ascii_digit()),
+            "{location}"
+        );
+        assert!(
+            secret.len() == 32 && secret.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{location}"
+        );
+        if let Some(body_id) = answer.get("id") {
+            assert_eq!(body_id, id, "{client}");
+        }
+        let (code, text) = request(server.addr, "DELETE", location, &[], vec![]).await;
+        assert_eq!(code, 204, "{client}: DELETE {location}: {text}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_response_carries_the_security_headers() {
+    let server = Server::start(test_config()).await;
+    let cases: [(&str, &str, &[u8], u16); 7] = [
+        ("GET", "/", b"", 200),
+        ("GET", "/app.js", b"", 200),
+        ("GET", "/style.css", b"", 200),
+        ("GET", "/api/status", b"", 200),
+        ("GET", "/healthz", b"", 200),
+        ("GET", "/no/such/page", b"", 404),
+        ("POST", "/api/offer", b"not json", 400),
+    ];
+    for (method, path, body, want) in cases {
+        let (code, headers, text) =
+            request_full(server.addr, method, path, &[], body.to_vec()).await;
+        assert_eq!(code, want, "{method} {path}: {text}");
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_else(|| panic!("{method} {path}: no {name}"))
+                .to_owned()
+        };
+        assert_eq!(header("x-content-type-options"), "nosniff", "{path}");
+        assert_eq!(header("referrer-policy"), "no-referrer", "{path}");
+        assert_eq!(header("x-frame-options"), "DENY", "{path}");
+        let csp = header("content-security-policy");
+        let directives: Vec<&str> = csp.split(';').map(str::trim).collect();
+        for want in [
+            "default-src 'self'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "frame-ancestors 'none'",
+            "object-src 'none'",
+        ] {
+            assert!(
+                directives.contains(&want),
+                "{path}: {want:?} not in {csp:?}"
+            );
+        }
+        // Nothing inline, nothing from elsewhere.
+        assert!(
+            !csp.contains("unsafe-inline") && !csp.contains("unsafe-eval") && !csp.contains('*'),
+            "{path}: {csp}"
+        );
+    }
+    server.stop().await;
+}

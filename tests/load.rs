@@ -312,3 +312,128 @@ async fn a_watcher_keeps_its_stream_through_junk_and_churn_and_nothing_leaks() {
     recorder.abort();
     watcher.close().await;
 }
+
+/// A connection from 127.0.0.2 (another loopback address: another client to roverd).
+async fn connect_from_other_address(addr: SocketAddr) -> Option<tokio::net::TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4().ok()?;
+    socket.bind("127.0.0.2:0".parse().expect("address")).ok()?;
+    socket.connect(addr).await.ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_idle_connections_from_one_address_leaves_roverd_to_everyone_else() {
+    const FLOOD: usize = 1100;
+    // roverd with 1,024 file descriptors, as a small service limit would give it, and the
+    // default limits (256 connections, 32 per address).
+    let dir = std::env::temp_dir().join(format!("roverd-flood-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("roverd.toml");
+    std::fs::write(&file, "").expect("config");
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", "ulimit -n 1024 && exec \"$0\" \"$@\""])
+        .arg(env!("CARGO_BIN_EXE_roverd"))
+        .args(["--simulate", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&file)
+        .env("RUST_LOG", "warn,roverd::server=info");
+    let process = Process::spawn(cmd);
+    let addr = process.addr;
+    let limits =
+        std::fs::read_to_string(format!("/proc/{}/limits", process.pid())).expect("proc limits");
+    assert!(
+        limits
+            .lines()
+            .any(|l| l.starts_with("Max open files") && l.contains(" 1024 ")),
+        "roverd does not run under ulimit -n 1024:\n{limits}"
+    );
+    let healthz = || async move {
+        let start = Instant::now();
+        let (code, body) = request(addr, "GET", "/healthz", &[], vec![]).await;
+        assert_eq!((code, body.as_str()), (200, "ok"));
+        start.elapsed()
+    };
+    // Healthy first: the encoders have produced their first frames.
+    let start = Instant::now();
+    while request(addr, "GET", "/healthz", &[], vec![]).await.0 != 200 {
+        assert!(start.elapsed() < PATIENCE, "roverd never became healthy");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let quiet = healthz().await;
+
+    // 1,100 idle connections from 127.0.0.2, all kept open by this side...
+    let mut idle = Vec::with_capacity(FLOOD);
+    while idle.len() < FLOOD {
+        if let Some(stream) = connect_from_other_address(addr).await {
+            idle.push(stream);
+        }
+    }
+    // ...and more coming all the time while the others are served.
+    let flooding = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let churn = {
+        let flooding = Arc::clone(&flooding);
+        tokio::spawn(async move {
+            let mut made = 0usize;
+            while flooding.load(std::sync::atomic::Ordering::Relaxed) {
+                if connect_from_other_address(addr).await.is_some() {
+                    made += 1;
+                }
+            }
+            made
+        })
+    };
+
+    // From 127.0.0.1, /healthz answers at once, every time.
+    let mut latencies = Vec::new();
+    for _ in 0..20 {
+        let took = healthz().await;
+        assert!(
+            took < Duration::from_secs(2),
+            "/healthz took {took:?} during the flood"
+        );
+        latencies.push(took);
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    // And a viewer connects and decodes a picture within 2 s of its offer.
+    let mut peer = ClientPeer::connect_addr(addr).await;
+    let mut receiver = common::VideoReceiver::new();
+    let picture = loop {
+        let packet = peer.next_video_packet().await;
+        if let Some(picture) = receiver.push(&packet) {
+            break picture;
+        }
+        assert!(
+            peer.posted_at.elapsed() < Duration::from_secs(2),
+            "no picture within 2 s of the offer during the flood"
+        );
+    };
+    let first_picture = peer.posted_at.elapsed();
+    assert_eq!((picture.width, picture.height), (640, 480));
+    assert!(
+        first_picture < Duration::from_secs(2),
+        "first picture {first_picture:?} after the offer"
+    );
+    flooding.store(false, std::sync::atomic::Ordering::Relaxed);
+    let churned = churn.await.expect("churn");
+    let fds = std::fs::read_dir(format!("/proc/{}/fd", process.pid()))
+        .expect("proc fd")
+        .count();
+    latencies.sort();
+    eprintln!(
+        "flood: {FLOOD} idle connections + {churned} more from 127.0.0.2; /healthz from \
+         127.0.0.1 took {:?} before, median {:?} and max {:?} during; first picture {:?} after \
+         the offer; roverd holds {fds} fds",
+        quiet,
+        latencies[latencies.len() / 2],
+        latencies[latencies.len() - 1],
+        first_picture
+    );
+    // The flood holds its 32 places, no more, and is logged once.
+    assert!(fds < 256, "roverd holds {fds} descriptors");
+    let log = process.log();
+    let lines = log
+        .matches("closing new connections from 127.0.0.2")
+        .count();
+    assert_eq!(lines, 1, "one log line per flood:\n{log}");
+    peer.close().await;
+    drop(idle);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -6,6 +6,7 @@ mod common;
 use common::{request, test_config, ClientPeer, Server, PATIENCE};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt;
 
 const FULL: &str = "drive-token-123";
 const VIEWER: &str = "watch-token-456";
@@ -468,4 +469,134 @@ async fn a_driver_whose_process_is_killed_stops_the_motors_and_is_reaped() {
     next.send(DRIVE).await;
     next.wait_state(moving).await;
     server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_may_close_itself_with_the_secret_of_its_location_whatever_its_token() {
+    let server = Server::start(tokens_config()).await;
+    let addr = server.addr;
+    let viewer = ClientPeer::connect_with_token(addr, VIEWER).await;
+    let other = ClientPeer::connect_with_token(addr, VIEWER).await;
+    let bearer = format!("Bearer {VIEWER}");
+    let auth = [("authorization", bearer.as_str())];
+    let (path, secret) = viewer
+        .location
+        .split_once("?secret=")
+        .expect("Location with a secret");
+    let (_, other_secret) = other.location.split_once("?secret=").expect("secret");
+    assert_ne!(secret, other_secret, "every peer has its own secret");
+    let refused = [
+        // Without the secret: as before, a viewer closes nothing.
+        path.to_owned(),
+        // A wrong secret, an empty one, another peer's, one a character short.
+        format!("{path}?secret=00000000000000000000000000000000"),
+        format!("{path}?secret="),
+        format!("{path}?secret={other_secret}"),
+        format!("{path}?secret={}", &secret[1..]),
+    ];
+    for target in &refused {
+        let (code, text) = request(addr, "DELETE", target, &auth, vec![]).await;
+        assert_eq!(code, 403, "DELETE {target}: {text}");
+    }
+    // The secret is no token: without one, 401 as for everything under /api/.
+    let (code, text) = request(addr, "DELETE", &viewer.location, &[], vec![]).await;
+    assert_eq!(code, 401, "{text}");
+    let listed = |id: String| {
+        move |s: &serde_json::Value| {
+            s["peers"]
+                .as_array()
+                .is_some_and(|p| p.iter().any(|p| p["id"] == id.as_str()))
+        }
+    };
+    until_status(addr, Some(VIEWER), listed(viewer.id.clone())).await;
+    // With its own secret, the viewer closes its own peer, and only that one.
+    let (code, text) = request(addr, "DELETE", &viewer.location, &auth, vec![]).await;
+    assert_eq!(code, 204, "{text}");
+    let gone = listed(viewer.id.clone());
+    until_status(addr, Some(VIEWER), move |s| !gone(s)).await;
+    until_status(addr, Some(VIEWER), listed(other.id.clone())).await;
+    let (code, text) = request(addr, "DELETE", &viewer.location, &auth, vec![]).await;
+    assert_eq!(code, 404, "{text}");
+    viewer.close().await;
+    other.close().await;
+    server.stop().await;
+}
+
+/// Waits until `/api/status` has listed no peer for `quiet` in a row, for at most
+/// `bound`; the time it took.
+async fn until_no_peer_for(addr: SocketAddr, quiet: Duration, bound: Duration) -> Duration {
+    let start = Instant::now();
+    let mut empty_since: Option<Instant> = None;
+    loop {
+        let (code, body) = request(addr, "GET", "/api/status", &[], vec![]).await;
+        assert_eq!(code, 200, "{body}");
+        let status: serde_json::Value = serde_json::from_str(&body).expect("status JSON");
+        let peers = status["peers"].as_array().map_or(0, Vec::len);
+        if peers == 0 {
+            let since = *empty_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= quiet {
+                return start.elapsed();
+            }
+        } else {
+            empty_since = None;
+        }
+        assert!(
+            start.elapsed() < bound,
+            "peers still listed {bound:?} after their clients left: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offer_whose_client_leaves_before_the_answer_leaves_no_peer() {
+    // roverd as its own process, answering 300 ms late (a test hook), so that the clients
+    // below are surely gone before their answers. A peer left behind would hold its place
+    // until limits.connect_timeout_s = 60, or until ICE gives up on it, both far beyond
+    // the bound of the wait below.
+    let dir = std::env::temp_dir().join(format!("roverd-abandoned-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("roverd.toml");
+    std::fs::write(
+        &file,
+        "[limits]\nconnect_timeout_s = 60\nidle_timeout_s = 60\n",
+    )
+    .expect("config");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_roverd"));
+    cmd.args(["--simulate", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&file)
+        .env("ROVERD_TEST_ANSWER_DELAY_MS", "300")
+        .env("RUST_LOG", "warn,roverd::server=info");
+    let roverd = common::Process::spawn(cmd);
+    let addr = roverd.addr;
+    let body = offer_body().await;
+    for _ in 0..3 {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let head = format!(
+            "POST /api/offer HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).await.expect("write");
+        stream.write_all(&body).await.expect("write");
+        // roverd has the whole offer and is answering it: leave now.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        drop(stream);
+    }
+    // Each answer was made, and its peer closed at once.
+    let start = Instant::now();
+    while roverd.log().matches("left before its answer").count() < 3 {
+        assert!(
+            start.elapsed() < PATIENCE,
+            "roverd did not see the clients leave:\n{}",
+            roverd.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let took = until_no_peer_for(addr, Duration::from_secs(1), Duration::from_secs(4)).await;
+    eprintln!("no peer listed for 1 s, {took:?} after the answers");
+    // roverd still answers the next client.
+    let peer = ClientPeer::connect_addr(addr).await;
+    peer.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -32,10 +32,19 @@
   // `?token=...` in the page URL wins and is remembered; otherwise the token
   // stored under `roverd.token`; when the robot answers 401, the page asks for
   // it once (the token form) and remembers it. Sent as `Authorization: Bearer`.
+  // The token is then taken out of the address bar (history.replaceState), so that it
+  // is not left on screen, in bookmarks or in a shared link.
   function loadToken() {
     let token = null;
     try {
-      token = new URLSearchParams(location.search).get('token');
+      const params = new URLSearchParams(location.search);
+      token = params.get('token');
+      if (params.has('token')) {
+        params.delete('token');
+        const rest = params.toString();
+        history.replaceState(history.state, '',
+          location.pathname + (rest ? '?' + rest : '') + location.hash);
+      }
       if (token) localStorage.setItem('roverd.token', token);
       else token = localStorage.getItem('roverd.token');
     } catch (_) { /* storage may be disabled */ }
@@ -71,6 +80,7 @@
   let pc = null;          // current RTCPeerConnection
   let dc = null;          // current 'control' data channel
   let peerId = null;      // id given by the robot (answer / hello)
+  let peerUrl = null;     // the answer's Location: closes this peer whatever the token
   let generation = 0;     // bumps on every teardown; stale callbacks check it
   let state = 'connecting';
   let reason = '';
@@ -165,6 +175,8 @@
     if (!body || body.type !== 'answer' || typeof body.sdp !== 'string') {
       throw new OfferError('robot sent an invalid answer', resp.status);
     }
+    // `/api/peers/<id>?secret=...`: DELETE on it closes this peer, even with a viewer token.
+    body.location = resp.headers.get('Location');
     return body;
   }
 
@@ -212,10 +224,11 @@
       const answer = await postOffer(conn.localDescription.sdp);
       if (gen !== generation) {
         // Torn down while the robot was answering: free its slot.
-        deletePeer(answer.id, false);
+        deletePeer(peerLocation(answer), false);
         return;
       }
       if (answer.id) peerId = String(answer.id);
+      peerUrl = peerLocation(answer);
       await conn.setRemoteDescription({ type: 'answer', sdp: answer.sdp });
       if (gen !== generation) return;
       for (const r of conn.getReceivers()) lowLatency(r);
@@ -280,7 +293,7 @@
   // the viewer slot at once instead of waiting for ICE to time out).
   function teardown(keepalive) {
     generation += 1;
-    deletePeer(peerId, keepalive);
+    deletePeer(peerUrl, keepalive);
     for (const name of Object.keys(timers)) clearTimer(name);
     if (dc) {
       dc.onopen = dc.onclose = dc.onmessage = dc.onerror = null;
@@ -293,6 +306,7 @@
       pc = null;
     }
     peerId = null;
+    peerUrl = null;
     rttMs = null;
     lastRobotState = null; // from the old connection: no longer true
     lastStateAt = -Infinity;
@@ -312,10 +326,19 @@
     ui.stRtt.textContent = '–';
   }
 
-  function deletePeer(id, keepalive) {
-    if (!id) return;
+  // Where to DELETE an answered peer: the answer's Location (with the peer's secret),
+  // else by id, which only the full token may do.
+  function peerLocation(answer) {
+    if (answer && typeof answer.location === 'string' && answer.location.startsWith('/api/peers/')) {
+      return answer.location;
+    }
+    return answer && answer.id ? '/api/peers/' + encodeURIComponent(String(answer.id)) : null;
+  }
+
+  function deletePeer(url, keepalive) {
+    if (!url) return;
     try {
-      fetch('/api/peers/' + encodeURIComponent(id), {
+      fetch(url, {
         method: 'DELETE',
         keepalive: !!keepalive,
         headers: apiHeaders(),

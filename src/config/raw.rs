@@ -13,7 +13,8 @@ use serde::Deserialize;
 
 use crate::config::rules::{
     between, pin_problem, BITRATE_KBPS, BODY_BYTES, CONNECT_TIMEOUT_S, DEADMAN_MS, FPS, FRAME_SIDE,
-    HARDWARE_PWM_HZ, IDLE_TIMEOUT_S, MAX_PEERS, MESSAGES_PER_S, MESSAGE_BYTES, OFFERS_PER_MINUTE,
+    HARDWARE_PWM_HZ, IDLE_TIMEOUT_S, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_ADDRESS, MAX_PEERS,
+    MESSAGES_PER_S, MESSAGE_BYTES, OFFERS_PER_MINUTE,
 };
 use crate::config::types::{
     AudioConfig, AudioDevice, CameraConfig, CameraDevice, ClientLimits, Config, ControlConfig,
@@ -63,6 +64,8 @@ struct RawLimits {
     messages_per_s: Option<i64>,
     connect_timeout_s: Option<i64>,
     idle_timeout_s: Option<i64>,
+    max_connections: Option<i64>,
+    max_connections_per_address: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -336,6 +339,20 @@ impl RawLimits {
                 self.idle_timeout_s,
                 d.idle_timeout_s,
                 &IDLE_TIMEOUT_S,
+            ),
+            max_connections: int(
+                p,
+                "limits.max_connections",
+                self.max_connections,
+                d.max_connections,
+                &MAX_CONNECTIONS,
+            ),
+            max_connections_per_address: int(
+                p,
+                "limits.max_connections_per_address",
+                self.max_connections_per_address,
+                d.max_connections_per_address,
+                &MAX_CONNECTIONS_PER_ADDRESS,
             ),
         }
     }

@@ -36,6 +36,10 @@ pub(crate) const MESSAGE_BYTES: RangeInclusive<usize> = 64..=crate::protocol::MA
 pub(crate) const MESSAGES_PER_S: RangeInclusive<u32> = 5..=1000;
 pub(crate) const CONNECT_TIMEOUT_S: RangeInclusive<u64> = 1..=300;
 pub(crate) const IDLE_TIMEOUT_S: RangeInclusive<u64> = 1..=600;
+/// Each connection is a file descriptor; systemd/roverd.service's LimitNOFILE has room
+/// for the top of this range plus every peer and the devices.
+pub(crate) const MAX_CONNECTIONS: RangeInclusive<usize> = 16..=1024;
+pub(crate) const MAX_CONNECTIONS_PER_ADDRESS: RangeInclusive<usize> = 1..=1024;
 
 /// Every broken rule of `config`, table by table; empty when it may be used.
 pub(crate) fn problems(config: &Config) -> Vec<Problem> {
@@ -188,6 +192,28 @@ impl ClientLimits {
             self.idle_timeout_s,
             &IDLE_TIMEOUT_S,
         );
+        in_range(
+            p,
+            "limits.max_connections",
+            self.max_connections,
+            &MAX_CONNECTIONS,
+        );
+        let per_address_ok = in_range(
+            p,
+            "limits.max_connections_per_address",
+            self.max_connections_per_address,
+            &MAX_CONNECTIONS_PER_ADDRESS,
+        );
+        if per_address_ok && self.max_connections_per_address > self.max_connections {
+            p.push(Problem::new(
+                "limits.max_connections_per_address",
+                self.max_connections_per_address,
+                format!(
+                    "must not be more than limits.max_connections ({})",
+                    self.max_connections
+                ),
+            ));
+        }
     }
 }
 

@@ -324,6 +324,37 @@ fn limits_have_ranges() {
 }
 
 #[test]
+fn connection_limits_have_ranges_and_per_address_fits_the_total() {
+    let c = parse("[limits]\nmax_connections = 100\nmax_connections_per_address = 10\n");
+    assert_eq!(
+        (
+            c.limits.max_connections,
+            c.limits.max_connections_per_address
+        ),
+        (100, 10)
+    );
+    let d = parse("");
+    assert_eq!(
+        (
+            d.limits.max_connections,
+            d.limits.max_connections_per_address
+        ),
+        (256, 32)
+    );
+    assert_eq!(
+        problems("[limits]\nmax_connections = 2\nmax_connections_per_address = 0\n"),
+        [
+            "limits.max_connections = 2: must be between 16 and 1024",
+            "limits.max_connections_per_address = 0: must be between 1 and 1024",
+        ]
+    );
+    assert_eq!(
+        problems("[limits]\nmax_connections = 20\nmax_connections_per_address = 40\n"),
+        ["limits.max_connections_per_address = 40: must not be more than limits.max_connections (20)"]
+    );
+}
+
+#[test]
 fn allowed_hosts_are_bare_names() {
     assert_eq!(
         problems("[http]\nallowed_hosts = [\"ok.lan\", \"http://x.lan\", \"x.lan:8080\", \"\"]\n")

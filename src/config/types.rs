@@ -93,6 +93,11 @@ pub struct ClientLimits {
     /// A connected peer that has sent nothing for this long after its link was lost (3 s
     /// of silence) is dropped, freeing its place.
     pub idle_timeout_s: u64,
+    /// Open TCP connections (HTTP and HTTPS) at once, from everyone. Beyond it a new
+    /// connection is closed as soon as it is accepted, before any work is done for it.
+    pub max_connections: usize,
+    /// Open TCP connections at once from one client address.
+    pub max_connections_per_address: usize,
 }
 
 impl ClientLimits {
@@ -109,6 +114,8 @@ impl Default for ClientLimits {
             messages_per_s: 100,
             connect_timeout_s: 20,
             idle_timeout_s: 5,
+            max_connections: 256,
+            max_connections_per_address: 32,
         }
     }
 }

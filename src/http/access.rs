@@ -1,5 +1,6 @@
 //! Who may do what, and from which page: the token → [`Access`] mapping, compared in
-//! constant time, and the `Host`/`Origin` policy against DNS rebinding and cross-site
+//! constant time whatever the guess (SHA-256 digests of equal length, so not even the
+//! token's length leaks), and the `Host`/`Origin` policy against DNS rebinding and cross-site
 //! requests. Pure: the machine's hostname is handed in.
 
 use crate::config::HttpConfig;
@@ -9,11 +10,22 @@ use hyper::Request;
 use std::net::IpAddr;
 use subtle::ConstantTimeEq;
 
+/// A SHA-256 digest: what tokens are compared as.
+type Digest = [u8; 32];
+
+fn sha256(bytes: &[u8]) -> Digest {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref());
+    out
+}
+
 /// The checks every request passes before it reaches a route.
 #[derive(Debug, Clone)]
 pub struct RequestPolicy {
-    token: Option<String>,
-    viewer_token: Option<String>,
+    /// SHA-256 of `http.token`.
+    token: Option<Digest>,
+    /// SHA-256 of `http.viewer_token`.
+    viewer_token: Option<Digest>,
     /// The machine's own names, for the Host check: its hostname and hostname.local.
     own_names: Vec<String>,
     /// `http.allowed_hosts`.
@@ -27,16 +39,17 @@ impl RequestPolicy {
             .map(|h| vec![format!("{h}.local"), h])
             .unwrap_or_default();
         Self {
-            token: http.token.clone(),
-            viewer_token: http.viewer_token.clone(),
+            token: http.token.as_deref().map(|t| sha256(t.as_bytes())),
+            viewer_token: http.viewer_token.as_deref().map(|t| sha256(t.as_bytes())),
             own_names,
             allowed_hosts: http.allowed_hosts.clone(),
         }
     }
 
     /// What the `Authorization` header allows: `None` when a token is configured and the
-    /// header holds neither it nor the viewer token. Both are compared in constant time,
-    /// and both always, so the timing tells nothing about which one nearly matched.
+    /// header holds neither it nor the viewer token. The guess is hashed and its digest
+    /// compared with each token's in constant time, and with both always, so the timing
+    /// tells nothing about how much of a token, or of its length, was guessed right.
     pub fn access(&self, header: Option<&HeaderValue>) -> Option<Access> {
         let Some(full) = &self.token else {
             return Some(Access::Full);
@@ -46,9 +59,10 @@ impl RequestPolicy {
             .and_then(|h| h.strip_prefix("Bearer "))
             .unwrap_or("")
             .as_bytes();
-        let is_full: bool = given.ct_eq(full.as_bytes()).into();
+        let given = sha256(given);
+        let is_full: bool = given.ct_eq(full).into();
         let is_viewer: bool = match &self.viewer_token {
-            Some(viewer) => given.ct_eq(viewer.as_bytes()).into(),
+            Some(viewer) => given.ct_eq(viewer).into(),
             None => false,
         };
         match (is_full, is_viewer) {
@@ -165,7 +179,26 @@ mod tests {
         assert_eq!(p.access(Some(&bearer("drive-token"))), Some(Access::Full));
         assert_eq!(p.access(Some(&bearer("watch-token"))), Some(Access::Viewer));
         assert_eq!(p.access(Some(&bearer("drive-toke"))), None);
+        assert_eq!(p.access(Some(&bearer("drive-token-and-more"))), None);
+        assert_eq!(p.access(Some(&bearer(""))), None);
         assert_eq!(p.access(None), None);
+    }
+
+    #[test]
+    fn tokens_are_kept_and_compared_as_digests_of_one_length() {
+        let p = policy(Some("drive-token"), Some("a-much-longer-watch-token"));
+        // Nothing of the token itself is kept: a guess of any length is hashed to 32 bytes
+        // and compared with the same number of bytes.
+        assert_eq!(p.token, Some(sha256(b"drive-token")));
+        assert_eq!(p.viewer_token, Some(sha256(b"a-much-longer-watch-token")));
+        assert_eq!(
+            hex(&sha256(b"abc")),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
     }
 
     #[test]

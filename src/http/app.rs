@@ -27,6 +27,14 @@ pub enum OfferError {
     Rtc(#[from] RtcError),
 }
 
+/// An answered offer: the answer's SDP, and the new peer's id and secret.
+#[derive(Debug, Clone)]
+pub struct Answered {
+    pub answer: String,
+    pub id: String,
+    pub secret: String,
+}
+
 pub struct App {
     pub config: ValidConfig,
     pub media: Arc<Media>,
@@ -88,7 +96,7 @@ impl App {
         local_ip: IpAddr,
         client: IpAddr,
         access: Access,
-    ) -> Result<(String, String), OfferError> {
+    ) -> Result<Answered, OfferError> {
         let decision = crate::sync::lock(&self.offers).take(client, Instant::now());
         if let Decision::Refused { first, retry_after } = decision {
             if first {
@@ -104,9 +112,11 @@ impl App {
             .peers
             .reserve()
             .ok_or(OfferError::Full(self.config.http.max_peers))?;
+        #[cfg(feature = "test-support")]
+        slow_answer_hook().await;
         let peer = crate::rtc::answer(sdp, local_ip, &self.media).await?;
         let answer = peer.answer.clone();
-        let id = self.peers.admit(
+        let (id, secret) = self.peers.admit(
             slot,
             peer,
             Arc::clone(&self.media),
@@ -118,7 +128,7 @@ impl App {
             "peer {id} answered; {} connected or connecting",
             self.peers.len()
         );
-        Ok((answer, id))
+        Ok(Answered { answer, id, secret })
     }
 
     pub fn status(&self) -> Status {
@@ -182,5 +192,17 @@ impl crate::notify::Pipeline for App {
 
     fn has_audio(&self) -> bool {
         self.media.has_audio()
+    }
+}
+
+/// With `ROVERD_TEST_ANSWER_DELAY_MS=N` in the environment every answer takes N ms longer,
+/// as on a loaded robot, so that a test can leave before its answer (a test hook; only
+/// built with the `test-support` feature).
+#[cfg(feature = "test-support")]
+async fn slow_answer_hook() {
+    const VAR: &str = "ROVERD_TEST_ANSWER_DELAY_MS";
+    if let Some(ms) = std::env::var(VAR).ok().and_then(|v| v.parse::<u64>().ok()) {
+        log::warn!(target: LOG, "{VAR}={ms}: answering {ms} ms late (a test hook)");
+        tokio::time::sleep(Duration::from_millis(ms)).await;
     }
 }

@@ -7,11 +7,14 @@
 //! close a peer), 404, 405, 413 over `limits.body_bytes` (64 KiB), 429 over
 //! `limits.offers_per_minute`, 503 full. No request, however malformed, reaches the media
 //! pipeline or the motors before it has been checked, and no CORS headers are ever sent.
+//!
+//! Every response carries [`SECURITY_HEADERS`]: no MIME sniffing, no referrer, no framing,
+//! and a Content-Security-Policy that allows the page exactly what it uses.
 
 mod access;
 mod app;
 
-pub use app::{App, OfferError};
+pub use app::{Answered, App, OfferError};
 
 use crate::session::Access;
 use bytes::Bytes;
@@ -38,6 +41,7 @@ struct OfferRequest {
     kind: String,
 }
 
+/// The answer on `/api/offer`: with the peer's id, which the page and API clients use.
 #[derive(Debug, Serialize)]
 struct AnswerResponse<'a> {
     sdp: &'a str,
@@ -46,9 +50,49 @@ struct AnswerResponse<'a> {
     id: &'a str,
 }
 
+/// The answer on `/offer`, `/connect` and `/webrtc/offer`: exactly an RTCSessionDescription,
+/// since RTCBot (Python) passes it as keyword arguments to `RTCSessionDescription(**answer)`,
+/// which raises on any other key. The peer's id and secret are in the `Location` header.
+#[derive(Debug, Serialize)]
+struct SessionDescription<'a> {
+    sdp: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+/// The Content-Security-Policy of every response: the page loads its script, its style
+/// sheet and nothing else from its own origin, has an empty `data:` favicon, shows a
+/// MediaStream (which no fetch directive governs) and talks to its own origin only; no
+/// inline script or style, no plugins, and no framing.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
+    style-src 'self'; img-src 'self' data:; media-src 'self' blob:; connect-src 'self'; \
+    object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// The headers every response carries.
+pub const SECURITY_HEADERS: [(&str, &str); 4] = [
+    ("x-content-type-options", "nosniff"),
+    ("referrer-policy", "no-referrer"),
+    ("x-frame-options", "DENY"),
+    ("content-security-policy", CONTENT_SECURITY_POLICY),
+];
+
 /// Handles one request. `local` is the address the client connected to, `remote` the
 /// client's.
 pub async fn handle(
+    app: Arc<App>,
+    req: Request<Incoming>,
+    local: SocketAddr,
+    remote: SocketAddr,
+) -> HttpResponse {
+    let mut resp = route(app, req, local, remote).await;
+    let headers = resp.headers_mut();
+    for (name, value) in SECURITY_HEADERS {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    resp
+}
+
+async fn route(
     app: Arc<App>,
     req: Request<Incoming>,
     local: SocketAddr,
@@ -88,23 +132,15 @@ pub async fn handle(
         },
         (&Method::GET, "/api/status") => json(StatusCode::OK, &app.status()),
         (&Method::POST, p) if is_offer_path(p) => {
-            offer(&app, req, local.ip(), remote.ip(), access).await
+            offer(&app, p, req, local.ip(), remote.ip(), access).await
         }
-        (&Method::DELETE, p) if p.starts_with("/api/peers/") && access == Access::Viewer => error(
-            StatusCode::FORBIDDEN,
-            "this viewer's token can watch but not close connections; use the robot's full \
-             token (http.token)",
-        ),
         (&Method::DELETE, p) if p.starts_with("/api/peers/") => {
             let id = &p["/api/peers/".len()..];
-            if app.peers.close(id).await {
-                empty(StatusCode::NO_CONTENT)
-            } else {
-                error(
-                    StatusCode::NOT_FOUND,
-                    &format!("no peer with id {id:?} is connected"),
-                )
-            }
+            let secret = req
+                .uri()
+                .query()
+                .and_then(|q| q.split('&').find_map(|pair| pair.strip_prefix("secret=")));
+            delete_peer(&app, id, secret, access).await
         }
         (_, p) if known_path(p) => {
             let mut resp = error(
@@ -145,6 +181,43 @@ where
     }
 }
 
+/// `DELETE /api/peers/<id>`: the full token closes any peer; the peer's own secret (from
+/// its answer's `Location`) closes that one peer, whatever the token.
+async fn delete_peer(app: &App, id: &str, secret: Option<&str>, access: Access) -> HttpResponse {
+    let not_found = || {
+        error(
+            StatusCode::NOT_FOUND,
+            &format!("no peer with id {id:?} is connected"),
+        )
+    };
+    match (secret, access) {
+        (Some(secret), _) => match app.peers.secret_matches(id, secret) {
+            None => return not_found(),
+            Some(false) => {
+                return error(
+                    StatusCode::FORBIDDEN,
+                    "this is not the secret of that connection; use the Location of its \
+                     answer, or the robot's full token (http.token)",
+                )
+            }
+            Some(true) => {}
+        },
+        (None, Access::Viewer) => {
+            return error(
+                StatusCode::FORBIDDEN,
+                "this viewer's token can watch but not close connections; use the robot's full \
+                 token (http.token)",
+            )
+        }
+        (None, Access::Full) => {}
+    }
+    if app.peers.close(id).await {
+        empty(StatusCode::NO_CONTENT)
+    } else {
+        not_found()
+    }
+}
+
 fn is_offer_path(path: &str) -> bool {
     matches!(path, "/api/offer" | "/offer" | "/connect" | "/webrtc/offer")
 }
@@ -160,6 +233,7 @@ fn known_path(path: &str) -> bool {
 
 async fn offer(
     app: &Arc<App>,
+    path: &str,
     req: Request<Incoming>,
     local_ip: IpAddr,
     client: IpAddr,
@@ -188,15 +262,30 @@ async fn offer(
         Ok(sdp) => sdp,
         Err(why) => return error(StatusCode::BAD_REQUEST, &why),
     };
-    match app.offer(sdp, local_ip, client, access).await {
-        Ok((answer, id)) => json(
-            StatusCode::OK,
-            &AnswerResponse {
-                sdp: &answer,
-                kind: "answer",
-                id: &id,
-            },
-        ),
+    // The work runs in its own task, and its result comes back over a channel: when the
+    // client has gone (hyper drops this future), the new peer is closed at once instead of
+    // holding a place until limits.connect_timeout_s.
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let worker = Arc::clone(app);
+    tokio::spawn(async move {
+        let result = worker.offer(sdp, local_ip, client, access).await;
+        if let Err(Ok(answered)) = tx.send(result) {
+            log::info!(
+                target: "roverd::server",
+                "peer {}: the client left before its answer was sent; closing it",
+                answered.id
+            );
+            worker.peers.close(&answered.id).await;
+        }
+    });
+    let Ok(result) = rx.await else {
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "answering the offer failed inside roverd; see its log",
+        );
+    };
+    match result {
+        Ok(answered) => answer(path, &answered),
         Err(OfferError::Full(max)) => error(
             StatusCode::SERVICE_UNAVAILABLE,
             &format!(
@@ -226,6 +315,34 @@ async fn offer(
             error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string())
         }
     }
+}
+
+/// A 200 answer in the shape the client of `path` expects, with `Location` naming the
+/// peer and carrying its secret, so that the client may close it whatever its token.
+fn answer(path: &str, answered: &Answered) -> HttpResponse {
+    let mut resp = if path == "/api/offer" {
+        json(
+            StatusCode::OK,
+            &AnswerResponse {
+                sdp: &answered.answer,
+                kind: "answer",
+                id: &answered.id,
+            },
+        )
+    } else {
+        json(
+            StatusCode::OK,
+            &SessionDescription {
+                sdp: &answered.answer,
+                kind: "answer",
+            },
+        )
+    };
+    let location = format!("/api/peers/{}?secret={}", answered.id, answered.secret);
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        resp.headers_mut().insert(header::LOCATION, value);
+    }
+    resp
 }
 
 /// The checks on an offer's body before any WebRTC work: JSON, the `{sdp, type}` shape and

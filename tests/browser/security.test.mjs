@@ -92,17 +92,33 @@ test('over HTTPS the page asks for the token once, then streams and remembers it
     await page.reload({ waitUntil: 'load' });
     await waitFor(page, 'decoded video after a reload', framesDecoded);
     assert.equal(await page.evaluate(() => document.getElementById('token-form').hidden), true);
+    assert.deepEqual(cspViolations(page), [], 'the page broke its Content-Security-Policy');
   } finally {
     await page.evaluate(() => localStorage.removeItem('roverd.token'));
     await page.close({ runBeforeUnload: true });
   }
 });
 
+// What the Content-Security-Policy refused, from the page's console: must be nothing.
+function cspViolations(page) {
+  return page.roverLog.filter((l) => /Content Security Policy|Content-Security-Policy/i.test(l));
+}
+
+// The peers roverd lists (asked over the browser context, which accepts the certificate).
+async function peerIds() {
+  const r = await context.request.get(`${baseUrl}/api/status`, { headers: { Authorization: `Bearer ${FULL}` } });
+  return (await r.json()).peers.map((p) => p.id);
+}
+
 test('with the viewer token the page streams but W moves nothing', { timeout: 60_000 }, async () => {
   const page = await openRoverPage(context, baseUrl);
+  let closed = false;
   try {
     await page.goto(`${baseUrl}/?token=${VIEWER}`, { waitUntil: 'load' });
     await waitFor(page, 'decoded video', framesDecoded);
+    // The token is read, then taken out of the address bar.
+    assert.equal(await page.evaluate(() => location.search), '', 'the token left in the address bar');
+    assert.equal(await page.evaluate(() => localStorage.getItem('roverd.token')), VIEWER);
     await page.keyboard.down('w');
     const refusal = await waitFor(page, 'the refusal shown on the page', () => {
       const note = document.getElementById('ctl-note');
@@ -116,9 +132,25 @@ test('with the viewer token the page streams but W moves nothing', { timeout: 60
     assert.equal(status.motors.left, 0);
     assert.equal(status.motors.right, 0);
     await page.keyboard.up('w');
-  } finally {
+    assert.deepEqual(cspViolations(page), [], 'the page broke its Content-Security-Policy');
+    // Leaving the page DELETEs its peer through the answer's Location, which carries the
+    // peer's secret: a viewer token may close its own peer, so it goes at once (not after
+    // ICE gives up on it, seconds later).
+    const id = await page.evaluate(() => window.roverd.peerId);
+    assert.ok((await peerIds()).includes(id), `peer ${id} is listed`);
     await page.evaluate(() => localStorage.removeItem('roverd.token'));
     await page.close({ runBeforeUnload: true });
+    closed = true;
+    const deadline = Date.now() + 2000;
+    while ((await peerIds()).includes(id)) {
+      assert.ok(Date.now() < deadline, `peer ${id} still listed 2 s after its page left:\n${tail(roverdLog())}`);
+      await sleep(50);
+    }
+  } finally {
+    if (!closed) {
+      await page.evaluate(() => localStorage.removeItem('roverd.token'));
+      await page.close({ runBeforeUnload: true });
+    }
   }
 });
 

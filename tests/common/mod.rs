@@ -107,6 +107,18 @@ pub async fn request(
     headers: &[(&str, &str)],
     body: Vec<u8>,
 ) -> (u16, String) {
+    let (status, _, body) = request_full(addr, method, path, headers, body).await;
+    (status, body)
+}
+
+/// [`request`], with the response's headers.
+pub async fn request_full(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> (u16, hyper::HeaderMap, String) {
     let stream = tokio::net::TcpStream::connect(addr)
         .await
         .expect("connect to roverd");
@@ -125,13 +137,14 @@ pub async fn request(
     let req = builder.body(Full::new(Bytes::from(body))).expect("request");
     let resp = sender.send_request(req).await.expect("send request");
     let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
     let body = resp
         .into_body()
         .collect()
         .await
         .expect("read body")
         .to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
+    (status, headers, String::from_utf8_lossy(&body).into_owned())
 }
 
 struct ClientHandler {
@@ -184,6 +197,8 @@ pub struct ClientPeer {
     pub audio: mpsc::UnboundedReceiver<rtc::rtp::Packet>,
     pub messages: mpsc::UnboundedReceiver<String>,
     pub dc: Arc<dyn DataChannel>,
+    /// The answer's `Location`: `/api/peers/<id>?secret=<secret>`.
+    pub location: String,
     state: watch::Receiver<RTCPeerConnectionState>,
     /// When the offer POST went out: the start of "time to first picture".
     pub posted_at: Instant,
@@ -245,7 +260,7 @@ impl ClientPeer {
         let sdp = local_offer(&pc, &mut parts.gathered).await;
         let offer_json = serde_json::json!({"sdp": sdp, "type": "offer", "webrtc_id": "ignored"});
         let posted_at = Instant::now();
-        let (code, body) = request(
+        let (code, response_headers, body) = request_full(
             addr,
             "POST",
             path,
@@ -257,7 +272,20 @@ impl ClientPeer {
         let answer: serde_json::Value = serde_json::from_str(&body).expect("answer JSON");
         assert_eq!(answer["type"], "answer");
         let answer_sdp = answer["sdp"].as_str().expect("answer sdp").to_owned();
-        let id = answer["id"].as_str().expect("peer id").to_owned();
+        let location = response_headers
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .expect("the answer has a Location")
+            .to_owned();
+        // The id is in the body on /api/offer only; the Location names it on every route.
+        let id = location
+            .strip_prefix("/api/peers/")
+            .and_then(|rest| rest.split('?').next())
+            .expect("Location is /api/peers/<id>?secret=...")
+            .to_owned();
+        if let Some(body_id) = answer.get("id") {
+            assert_eq!(body_id.as_str(), Some(id.as_str()), "{body} vs {location}");
+        }
         pc.set_remote_description(
             RTCSessionDescription::answer(answer_sdp.clone()).expect("answer parses"),
         )
@@ -284,6 +312,7 @@ impl ClientPeer {
             audio: parts.audio,
             messages: parts.messages,
             dc: parts.dc,
+            location,
             state,
             posted_at,
         }
