@@ -673,6 +673,8 @@ mod tests {
         assert!(refused.to_string().contains("latched"), "{refused}");
         control.command("b", Command::Reset).await.unwrap();
         until("the latch file removed", || !file.exists()).await;
+        // b pressed during the latch, so it lets go before it drives.
+        control.command("b", drive(0.0, 0.0)).await.unwrap();
         control.command("b", drive(1.0, 1.0)).await.unwrap();
         wait_for(&sim, (1.0, 1.0)).await;
         control.halt().await;

@@ -532,7 +532,7 @@ fn the_sim_file_is_an_absolute_file_path() {
             "{bad}: {p}"
         );
     }
-    assert!(problem("[motors]\nsim_file = 3\n").contains("sim_file"));
+    assert!(parse_error("[motors]\nsim_file = 3\n").contains("sim_file = 3"));
 }
 
 #[test]
