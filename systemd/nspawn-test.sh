@@ -169,7 +169,7 @@ stopped_at() {
 }
 # When systemd logged a line of roverd's unit matching $1 (the last one), in seconds.
 logged_at() {
-  box journalctl -u roverd -o short-unix --no-pager | grep -- "$1" | tail -n 1 | cut -d' ' -f1
+  { box journalctl -u roverd -o short-unix --no-pager | grep -- "$1" || true; } | tail -n 1 | cut -d' ' -f1
 }
 ms() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%d", (b - a) * 1000 }'; }
 
