@@ -14,7 +14,8 @@ packages=(build-essential cmake pkg-config nasm libclang-dev libasound2-dev)
 if [ "$want" = test ]; then
   # Browser tests drive Debian's Chromium through Node; systemd-analyze checks the unit.
   # python3-venv: tests/rtcbot.rs makes a venv for RTCBot (the Python client it connects).
-  packages+=(chromium nodejs npm systemd python3-venv)
+  # debootstrap and systemd-container: systemd/nspawn-test.sh boots the .deb in a container.
+  packages+=(chromium nodejs npm systemd python3-venv debootstrap systemd-container)
 fi
 
 missing=()

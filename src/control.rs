@@ -18,6 +18,9 @@
 //! the file is written when the e-stop latches and removed on `reset`, and a motor task
 //! that finds it at start latches again before serving anyone.
 
+#[cfg(feature = "test-support")]
+pub(crate) mod hooks;
+
 use crate::config::Config;
 use crate::motors::{self, MotorError, Motors, StopOnDrop};
 use crate::protocol::Command;

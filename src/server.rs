@@ -124,6 +124,8 @@ pub async fn serve_with_state(
     // Motors first: a GPIO board that cannot be opened stops roverd before anything streams.
     let latch = state_dir.map(|dir| dir.join(crate::control::ESTOP_LATCH_FILE));
     let control = Control::start_latched(&config, latch)?;
+    #[cfg(feature = "test-support")]
+    crate::control::hooks::pretend_driver(&control);
     let media = Arc::new(Media::start(&config)?);
     let app = Arc::new(App::new(config, Arc::clone(&media), control));
     let addr = listener.local_addr().map_err(ServeError::Listener)?;

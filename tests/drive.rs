@@ -381,7 +381,7 @@ async fn sigterm_to_a_driving_roverd_stops_the_motors_before_it_exits() {
     let file = dir.join("roverd.toml");
     std::fs::write(
         &file,
-        "[control]\ndeadman_ms = 10000\n[motors]\nramp_per_s = 1000\n",
+        "[control]\ndeadman_ms = 5000\n[motors]\nramp_per_s = 1000\n",
     )
     .expect("config");
     let mut child = KillOnDrop(

@@ -28,7 +28,7 @@ fn setup(name: &str) -> (PathBuf, PathBuf, PathBuf) {
         &config,
         format!(
             "[http]\nlisten = \"127.0.0.1:0\"\n[camera]\ndevice = \"test\"\n[audio]\n\
-             device = \"test\"\n[control]\ndeadman_ms = 10000\n[motors]\ndriver = \"sim\"\n\
+             device = \"test\"\n[control]\ndeadman_ms = 5000\n[motors]\ndriver = \"sim\"\n\
              ramp_per_s = 1000\nsim_file = \"{}\"\n",
             sim_file.display()
         ),

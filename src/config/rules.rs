@@ -17,7 +17,10 @@ pub(crate) const FRAME_SIDE: RangeInclusive<u32> = 16..=4096;
 pub(crate) const FPS: RangeInclusive<u32> = 1..=120;
 pub(crate) const BITRATE_KBPS: RangeInclusive<u32> = 100..=20_000;
 pub(crate) const KEYFRAME_INTERVAL_S: RangeInclusive<f64> = 0.1..=60.0;
-pub(crate) const DEADMAN_MS: RangeInclusive<u64> = 50..=10_000;
+/// The deadman: the page repeats a held control every `min(50, deadman_ms / 4)` ms, so at
+/// 100 ms it still has four tries before the motors stop (a browser's timers slip by tens of
+/// ms under load); above 5 s a robot whose driver vanished runs on too far.
+pub(crate) const DEADMAN_MS: RangeInclusive<u64> = 100..=5_000;
 /// Software PWM: below 100 Hz a motor jerks at the PWM rate; above 5 kHz rppal's PWM
 /// thread busy-waits through most of each period (a whole core) and its jitter (tens of
 /// µs at normal priority) becomes a large share of the pulse.

@@ -444,9 +444,19 @@ fn audio_device_forms() {
 }
 
 #[test]
-fn deadman_between_50_and_10000() {
-    assert!(problem("[control]\ndeadman_ms = 49\n").contains("between 50 and 10000"));
-    assert!(problem("[control]\ndeadman_ms = 10001\n").contains("between 50 and 10000"));
+fn deadman_between_100_and_5000() {
+    for bad in [0, 50, 99, 5001, 10_000] {
+        let p = problem(&format!("[control]\ndeadman_ms = {bad}\n"));
+        assert_eq!(
+            p,
+            format!("control.deadman_ms = {bad}: must be between 100 and 5000")
+        );
+    }
+    for good in [100, 5000] {
+        let c =
+            Config::from_toml_str(&format!("[control]\ndeadman_ms = {good}\n")).expect("in range");
+        assert_eq!(c.control.deadman_ms, good);
+    }
 }
 
 #[test]
@@ -719,7 +729,7 @@ fn a_config_made_in_code_is_checked_before_it_can_be_served() {
     let text = err.to_string();
     assert!(text.starts_with("the config has 2 problems:\n"), "{text}");
     assert!(text.contains("motors.ramp_per_s = NaN: must be a finite number above 0"));
-    assert!(text.contains("control.deadman_ms = 0: must be between 50 and 10000"));
+    assert!(text.contains("control.deadman_ms = 0: must be between 100 and 5000"));
 }
 
 #[test]
