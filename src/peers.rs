@@ -8,12 +8,14 @@
 use crate::control::Control;
 use crate::media::Media;
 use crate::rtc::{ChannelPolicy, PeerEvent, RtcPeer};
+use crate::session::MAX_CHANNELS_PER_PEER;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::task::AbortHandle;
+use webrtc::data_channel::DataChannel;
 use webrtc::peer_connection::{PeerConnection, RTCPeerConnectionState};
 
 /// How long a peer may take, and what its data channels may do.
@@ -219,6 +221,22 @@ impl Peers {
     }
 }
 
+/// Closes a data channel beyond [`MAX_CHANNELS_PER_PEER`]: the first refusal is logged as
+/// a warning, the rest (a peer opening channels in a loop) at debug level.
+async fn refuse_channel(id: &str, dc: Arc<dyn DataChannel>, refused: u64) {
+    if refused == 1 {
+        log::warn!(
+            "peer {id} opened more than {MAX_CHANNELS_PER_PEER} data channels; closing the extra ones \
+             (one channel is all the page and the usual clients need)"
+        );
+    } else {
+        log::debug!("peer {id}: closed extra data channel number {refused}");
+    }
+    if let Err(e) = dc.close().await {
+        log::debug!("peer {id}: closing an extra data channel: {e}");
+    }
+}
+
 async fn supervise(
     peers: Arc<Peers>,
     entry: Arc<PeerEntry>,
@@ -232,6 +250,13 @@ async fn supervise(
     tokio::pin!(connect_deadline);
     let mut connected = false;
     let mut lost: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+    // One message bucket for all of the peer's channels; at most MAX_CHANNELS_PER_PEER of
+    // them served at once.
+    let rate = policy
+        .channel
+        .rate_bucket(tokio::time::Instant::now().into_std());
+    let mut channels: Vec<AbortHandle> = Vec::new();
+    let mut refused_channels: u64 = 0;
     loop {
         tokio::select! {
             event = peer.events.recv() => match event {
@@ -256,7 +281,20 @@ async fn supervise(
                     }
                 }
                 Some(PeerEvent::DataChannel(dc)) => {
-                    let task = tokio::spawn(crate::rtc::serve_data_channel(dc, id.clone(), control.clone(), policy.channel));
+                    channels.retain(|task| !task.is_finished());
+                    if channels.len() >= MAX_CHANNELS_PER_PEER {
+                        refused_channels += 1;
+                        refuse_channel(&id, dc, refused_channels).await;
+                        continue;
+                    }
+                    let task = tokio::spawn(crate::rtc::serve_data_channel(
+                        dc,
+                        id.clone(),
+                        control.clone(),
+                        policy.channel,
+                        rate.clone(),
+                    ));
+                    channels.push(task.abort_handle());
                     entry.add_task(task.abort_handle());
                 }
                 None => break,
