@@ -3,7 +3,11 @@
 //!
 //! Each peer has a supervisor task ([`supervise`]) that follows its connection state:
 //! media starts when it connects, and everything is torn down when it fails, closes,
-//! or never connects at all.
+//! or never connects at all. A client's close reaches webrtc-rs as a DTLS `close_notify`
+//! (or an SCTP ABORT) that closes the data channels but leaves the connection's state as
+//! it was, so the supervisor also ends the peer when its last data channel closes: the
+//! place is free within moments, not after the ICE timeouts. (The page makes a new
+//! connection when its channel closes, so a peer without its channel is of no use.)
 
 use crate::control::Control;
 use crate::media::Media;
@@ -90,7 +94,14 @@ pub struct Peers {
     table: Mutex<Table>,
     max: usize,
     next_id: AtomicU64,
+    /// The ids and secrets of the last [`GONE_KEPT`] peers forgotten, newest last: a
+    /// client's `DELETE` that arrives after its closing connection already freed the place
+    /// (the page sends both at once) is answered `204`, as a `DELETE` done twice is.
+    gone: Mutex<std::collections::VecDeque<(String, String)>>,
 }
+
+/// How many forgotten peers [`Peers`] remembers for a late `DELETE`.
+const GONE_KEPT: usize = 64;
 
 /// A held place for one more peer; given back when dropped unless a peer filled it.
 pub struct Slot<'a> {
@@ -112,6 +123,7 @@ impl Peers {
             table: Mutex::new(Table::default()),
             max,
             next_id: AtomicU64::new(1),
+            gone: Mutex::new(std::collections::VecDeque::new()),
         }
     }
 
@@ -171,13 +183,34 @@ impl Peers {
         (id, secret)
     }
 
-    /// Whether `secret` is the secret of peer `id` (compared in constant time). `None` when
-    /// no peer has that id.
+    /// Whether `secret` is the secret of peer `id`, connected or among the last forgotten
+    /// (compared in constant time). `None` when no such peer is known.
     pub fn secret_matches(&self, id: &str, secret: &str) -> Option<bool> {
         use subtle::ConstantTimeEq;
-        let t = self.table();
-        let entry = t.peers.get(id)?;
-        Some(entry.secret.as_bytes().ct_eq(secret.as_bytes()).into())
+        let matches = |known: &str| bool::from(known.as_bytes().ct_eq(secret.as_bytes()));
+        if let Some(entry) = self.table().peers.get(id) {
+            return Some(matches(&entry.secret));
+        }
+        crate::sync::lock(&self.gone)
+            .iter()
+            .find(|(gone, _)| gone == id)
+            .map(|(_, known)| matches(known))
+    }
+
+    /// Whether peer `id` is among the last forgotten.
+    pub fn recently_gone(&self, id: &str) -> bool {
+        crate::sync::lock(&self.gone)
+            .iter()
+            .any(|(gone, _)| gone == id)
+    }
+
+    /// Forgets `entry`, remembering its id and secret for a late `DELETE`.
+    fn forget(&self, entry: &PeerEntry) {
+        let mut gone = crate::sync::lock(&self.gone);
+        if gone.len() >= GONE_KEPT {
+            gone.pop_front();
+        }
+        gone.push_back((entry.id.clone(), entry.secret.clone()));
     }
 
     pub fn len(&self) -> usize {
@@ -205,6 +238,7 @@ impl Peers {
         let entry = self.table().peers.remove(id);
         match entry {
             Some(entry) => {
+                self.forget(&entry);
                 log::info!("peer {id} closed on request");
                 entry.close().await;
                 true
@@ -255,8 +289,10 @@ async fn supervise(
     let rate = policy
         .channel
         .rate_bucket(tokio::time::Instant::now().into_std());
-    let mut channels: Vec<AbortHandle> = Vec::new();
+    let mut channels: usize = 0;
     let mut refused_channels: u64 = 0;
+    // A served channel that closes says so here (the client closed it, or its connection).
+    let (channel_ended_tx, mut channel_ended) = tokio::sync::mpsc::unbounded_channel::<()>();
     loop {
         tokio::select! {
             event = peer.events.recv() => match event {
@@ -281,24 +317,37 @@ async fn supervise(
                     }
                 }
                 Some(PeerEvent::DataChannel(dc)) => {
-                    channels.retain(|task| !task.is_finished());
-                    if channels.len() >= MAX_CHANNELS_PER_PEER {
+                    if channels >= MAX_CHANNELS_PER_PEER {
                         refused_channels += 1;
                         refuse_channel(&id, dc, refused_channels).await;
                         continue;
                     }
-                    let task = tokio::spawn(crate::rtc::serve_data_channel(
+                    channels += 1;
+                    let serve = crate::rtc::serve_data_channel(
                         dc,
                         id.clone(),
                         control.clone(),
                         policy.channel,
                         rate.clone(),
-                    ));
-                    channels.push(task.abort_handle());
+                    );
+                    let ended = channel_ended_tx.clone();
+                    let task = tokio::spawn(async move {
+                        serve.await;
+                        let _ = ended.send(());
+                    });
                     entry.add_task(task.abort_handle());
                 }
                 None => break,
             },
+            Some(()) = channel_ended.recv() => {
+                channels = channels.saturating_sub(1);
+                // A client that closes its connection sends a DTLS close_notify (or an SCTP
+                // ABORT): webrtc-rs closes every data channel then, and says nothing else.
+                if channels == 0 {
+                    log::info!("peer {id} closed its connection");
+                    break;
+                }
+            }
             () = async { if let Some(l) = lost.as_mut() { l.await } }, if lost.is_some() => {
                 log::info!(
                     "peer {id}: no packets for {} s; dropping it",
@@ -320,7 +369,9 @@ async fn supervise(
         }
     }
     control.peer_left(&id);
-    peers.table().peers.remove(&id);
+    if peers.table().peers.remove(&id).is_some() {
+        peers.forget(&entry);
+    }
     entry.close().await;
     log::info!("peer {id} gone; {} connected", peers.len());
 }

@@ -180,3 +180,72 @@ async fn a_peer_gets_four_channels_and_one_message_bucket_for_all_of_them() {
     peer.close().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Polls `/api/status` until it lists no peer, for at most `bound`; the time it took.
+async fn until_no_peer(addr: std::net::SocketAddr, bound: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        let (code, body) = common::request(addr, "GET", "/api/status", &[], vec![]).await;
+        assert_eq!(code, 200, "{body}");
+        let status: serde_json::Value = serde_json::from_str(&body).expect("status JSON");
+        if status["peers"].as_array().is_some_and(Vec::is_empty) {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < bound,
+            "a closed peer was still listed {bound:?} after its client closed: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_closes_gives_its_place_back_within_a_second() {
+    let server = common::Server::start(common::test_config()).await;
+    // The connection closed (its one channel with it), the connection closed while it has a
+    // second channel (both close), and the data channel alone closed (the page reconnects
+    // then: its old peer is of no use).
+    for how in [
+        "close()",
+        "close() with two channels",
+        "the data channel's close()",
+    ] {
+        let mut peer = ClientPeer::connect(&server).await;
+        assert_eq!(peer.next_message().await["type"], "hello");
+        let mut second = None;
+        if how == "close() with two channels" {
+            let dc = peer
+                .pc
+                .create_data_channel("second", None)
+                .await
+                .expect("second data channel");
+            let (sink, mut seen) = mpsc::unbounded_channel();
+            watch_channel(1, Arc::clone(&dc), sink);
+            let hello = tokio::time::timeout(PATIENCE, seen.recv()).await;
+            assert!(
+                matches!(&hello, Ok(Some(Seen::Message(1, m))) if m["type"] == "hello"),
+                "the second channel is served: {hello:?}"
+            );
+            second = Some(dc);
+        }
+        peer.next_video_packet().await;
+        assert_eq!(
+            server.status().await["peers"].as_array().map(Vec::len),
+            Some(1)
+        );
+        let closed = Instant::now();
+        if how == "the data channel's close()" {
+            peer.dc.close().await.expect("close the data channel");
+        } else {
+            peer.pc.close().await.expect("close the connection");
+        }
+        until_no_peer(server.addr, Duration::from_secs(1)).await;
+        eprintln!(
+            "no peer listed {:.3} s after the client's {how}",
+            closed.elapsed().as_secs_f64()
+        );
+        drop(second);
+        peer.close().await;
+    }
+    server.stop().await;
+}
