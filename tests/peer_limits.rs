@@ -177,6 +177,21 @@ async fn a_peer_gets_four_channels_and_one_message_bucket_for_all_of_them() {
         errors, 1,
         "one error for the peer's flood, not one per channel"
     );
+
+    // One channel of several closed: the peer stays (only its last channel's close, or its
+    // connection's, ends it), longer than the second a closed peer is given.
+    served[0].close().await.expect("close one channel");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let status = roverd.status().await;
+    assert_eq!(
+        status["peers"].as_array().map(Vec::len),
+        Some(1),
+        "closing one of its channels ended the peer: {status}"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await; // the bucket refills
+    peer.send(r#"{"type":"ping","t":7}"#).await;
+    let pong = peer.next_matching("pong", |m| m["type"] == "pong").await;
+    assert_eq!(pong["t"], 7);
     peer.close().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -208,7 +223,7 @@ async fn a_client_that_closes_gives_its_place_back_within_a_second() {
     for how in [
         "close()",
         "close() with two channels",
-        "the data channel's close()",
+        "data channel close()",
     ] {
         let mut peer = ClientPeer::connect(&server).await;
         assert_eq!(peer.next_message().await["type"], "hello");
@@ -234,7 +249,7 @@ async fn a_client_that_closes_gives_its_place_back_within_a_second() {
             Some(1)
         );
         let closed = Instant::now();
-        if how == "the data channel's close()" {
+        if how == "data channel close()" {
             peer.dc.close().await.expect("close the data channel");
         } else {
             peer.pc.close().await.expect("close the connection");
