@@ -3,17 +3,23 @@
 //!
 //! Each peer has a supervisor task ([`supervise`]) that follows its connection state:
 //! media starts when it connects, and everything is torn down when it fails, closes,
-//! or never connects at all.
+//! or never connects at all. A client's close reaches webrtc-rs as a DTLS `close_notify`
+//! (or an SCTP ABORT) that closes the data channels but leaves the connection's state as
+//! it was, so the supervisor also ends the peer when its last data channel closes: the
+//! place is free within moments, not after the ICE timeouts. (The page makes a new
+//! connection when its channel closes, so a peer without its channel is of no use.)
 
 use crate::control::Control;
 use crate::media::Media;
 use crate::rtc::{ChannelPolicy, PeerEvent, RtcPeer};
+use crate::session::MAX_CHANNELS_PER_PEER;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::task::AbortHandle;
+use webrtc::data_channel::DataChannel;
 use webrtc::peer_connection::{PeerConnection, RTCPeerConnectionState};
 
 /// How long a peer may take, and what its data channels may do.
@@ -88,7 +94,14 @@ pub struct Peers {
     table: Mutex<Table>,
     max: usize,
     next_id: AtomicU64,
+    /// The ids and secrets of the last [`GONE_KEPT`] peers forgotten, newest last: a
+    /// client's `DELETE` that arrives after its closing connection already freed the place
+    /// (the page sends both at once) is answered `204`, as a `DELETE` done twice is.
+    gone: Mutex<std::collections::VecDeque<(String, String)>>,
 }
+
+/// How many forgotten peers [`Peers`] remembers for a late `DELETE`.
+const GONE_KEPT: usize = 64;
 
 /// A held place for one more peer; given back when dropped unless a peer filled it.
 pub struct Slot<'a> {
@@ -110,6 +123,7 @@ impl Peers {
             table: Mutex::new(Table::default()),
             max,
             next_id: AtomicU64::new(1),
+            gone: Mutex::new(std::collections::VecDeque::new()),
         }
     }
 
@@ -169,13 +183,34 @@ impl Peers {
         (id, secret)
     }
 
-    /// Whether `secret` is the secret of peer `id` (compared in constant time). `None` when
-    /// no peer has that id.
+    /// Whether `secret` is the secret of peer `id`, connected or among the last forgotten
+    /// (compared in constant time). `None` when no such peer is known.
     pub fn secret_matches(&self, id: &str, secret: &str) -> Option<bool> {
         use subtle::ConstantTimeEq;
-        let t = self.table();
-        let entry = t.peers.get(id)?;
-        Some(entry.secret.as_bytes().ct_eq(secret.as_bytes()).into())
+        let matches = |known: &str| bool::from(known.as_bytes().ct_eq(secret.as_bytes()));
+        if let Some(entry) = self.table().peers.get(id) {
+            return Some(matches(&entry.secret));
+        }
+        crate::sync::lock(&self.gone)
+            .iter()
+            .find(|(gone, _)| gone == id)
+            .map(|(_, known)| matches(known))
+    }
+
+    /// Whether peer `id` is among the last forgotten.
+    pub fn recently_gone(&self, id: &str) -> bool {
+        crate::sync::lock(&self.gone)
+            .iter()
+            .any(|(gone, _)| gone == id)
+    }
+
+    /// Forgets `entry`, remembering its id and secret for a late `DELETE`.
+    fn forget(&self, entry: &PeerEntry) {
+        let mut gone = crate::sync::lock(&self.gone);
+        if gone.len() >= GONE_KEPT {
+            gone.pop_front();
+        }
+        gone.push_back((entry.id.clone(), entry.secret.clone()));
     }
 
     pub fn len(&self) -> usize {
@@ -203,6 +238,7 @@ impl Peers {
         let entry = self.table().peers.remove(id);
         match entry {
             Some(entry) => {
+                self.forget(&entry);
                 log::info!("peer {id} closed on request");
                 entry.close().await;
                 true
@@ -219,6 +255,22 @@ impl Peers {
     }
 }
 
+/// Closes a data channel beyond [`MAX_CHANNELS_PER_PEER`]: the first refusal is logged as
+/// a warning, the rest (a peer opening channels in a loop) at debug level.
+async fn refuse_channel(id: &str, dc: Arc<dyn DataChannel>, refused: u64) {
+    if refused == 1 {
+        log::warn!(
+            "peer {id} opened more than {MAX_CHANNELS_PER_PEER} data channels; closing the extra ones \
+             (one channel is all the page and the usual clients need)"
+        );
+    } else {
+        log::debug!("peer {id}: closed extra data channel number {refused}");
+    }
+    if let Err(e) = dc.close().await {
+        log::debug!("peer {id}: closing an extra data channel: {e}");
+    }
+}
+
 async fn supervise(
     peers: Arc<Peers>,
     entry: Arc<PeerEntry>,
@@ -232,6 +284,15 @@ async fn supervise(
     tokio::pin!(connect_deadline);
     let mut connected = false;
     let mut lost: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+    // One message bucket for all of the peer's channels; at most MAX_CHANNELS_PER_PEER of
+    // them served at once.
+    let rate = policy
+        .channel
+        .rate_bucket(tokio::time::Instant::now().into_std());
+    let mut channels: usize = 0;
+    let mut refused_channels: u64 = 0;
+    // A served channel that closes says so here (the client closed it, or its connection).
+    let (channel_ended_tx, mut channel_ended) = tokio::sync::mpsc::unbounded_channel::<()>();
     loop {
         tokio::select! {
             event = peer.events.recv() => match event {
@@ -256,11 +317,37 @@ async fn supervise(
                     }
                 }
                 Some(PeerEvent::DataChannel(dc)) => {
-                    let task = tokio::spawn(crate::rtc::serve_data_channel(dc, id.clone(), control.clone(), policy.channel));
+                    if channels >= MAX_CHANNELS_PER_PEER {
+                        refused_channels += 1;
+                        refuse_channel(&id, dc, refused_channels).await;
+                        continue;
+                    }
+                    channels += 1;
+                    let serve = crate::rtc::serve_data_channel(
+                        dc,
+                        id.clone(),
+                        control.clone(),
+                        policy.channel,
+                        rate.clone(),
+                    );
+                    let ended = channel_ended_tx.clone();
+                    let task = tokio::spawn(async move {
+                        serve.await;
+                        let _ = ended.send(());
+                    });
                     entry.add_task(task.abort_handle());
                 }
                 None => break,
             },
+            Some(()) = channel_ended.recv() => {
+                channels = channels.saturating_sub(1);
+                // A client that closes its connection sends a DTLS close_notify (or an SCTP
+                // ABORT): webrtc-rs closes every data channel then, and says nothing else.
+                if channels == 0 {
+                    log::info!("peer {id} closed its connection");
+                    break;
+                }
+            }
             () = async { if let Some(l) = lost.as_mut() { l.await } }, if lost.is_some() => {
                 log::info!(
                     "peer {id}: no packets for {} s; dropping it",
@@ -282,7 +369,9 @@ async fn supervise(
         }
     }
     control.peer_left(&id);
-    peers.table().peers.remove(&id);
+    if peers.table().peers.remove(&id).is_some() {
+        peers.forget(&entry);
+    }
     entry.close().await;
     log::info!("peer {id} gone; {} connected", peers.len());
 }

@@ -1,11 +1,13 @@
 //! Rate limits as token buckets: offers per client address, data-channel messages per
-//! peer. Pure: the time comes in as an argument, so the tests need no clock.
+//! peer (one [`SharedBucket`] for all of a peer's channels). Pure: the time comes in as an
+//! argument, so the tests need no clock.
 //!
 //! A bucket holds up to `capacity` tokens and refills at `per_s`; each event takes one.
 //! A full bucket allows a burst (a page opening several tabs), the refill the sustained rate.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// What [`Bucket::take`] decided.
@@ -68,6 +70,21 @@ impl Bucket {
     fn is_full(&self, now: Instant) -> bool {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
         self.tokens + elapsed * self.per_s >= self.capacity
+    }
+}
+
+/// One bucket shared by several users: all the data channels of one peer take from it, so
+/// opening more channels does not buy a peer more messages.
+#[derive(Debug, Clone)]
+pub struct SharedBucket(Arc<Mutex<Bucket>>);
+
+impl SharedBucket {
+    pub fn new(bucket: Bucket) -> Self {
+        Self(Arc::new(Mutex::new(bucket)))
+    }
+
+    pub fn take(&self, now: Instant) -> Decision {
+        crate::sync::lock(&self.0).take(now)
     }
 }
 
@@ -159,6 +176,17 @@ mod tests {
             assert_eq!(b.take(later), Decision::Allowed);
         }
         assert!(refused(b.take(later)));
+    }
+
+    #[test]
+    fn clones_of_a_shared_bucket_take_from_the_same_tokens() {
+        let t0 = Instant::now();
+        let one = SharedBucket::new(Bucket::new(2, 1.0, t0));
+        let other = one.clone();
+        assert_eq!(one.take(t0), Decision::Allowed);
+        assert_eq!(other.take(t0), Decision::Allowed);
+        assert!(refused(one.take(t0)));
+        assert!(refused(other.take(t0)));
     }
 
     #[test]

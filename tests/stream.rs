@@ -186,7 +186,8 @@ async fn a_peer_that_stops_reading_does_not_stall_the_others() {
     );
     let interval = Duration::from_secs(2) / encoded.max(1) as u32;
     assert!(
-        worst_gap < interval * 4 + Duration::from_millis(100),
+        // A reader held up by the stalled peer would wait seconds; a busy machine, less.
+        worst_gap < interval * 4 + Duration::from_millis(500),
         "the reading peer saw a {worst_gap:?} gap (frame interval {interval:?})"
     );
     assert_eq!(

@@ -211,7 +211,9 @@ async fn delete_peer(app: &App, id: &str, secret: Option<&str>, access: Access) 
         }
         (None, Access::Full) => {}
     }
-    if app.peers.close(id).await {
+    // A peer whose client closed its connection a moment before this DELETE is already
+    // gone: closed all the same.
+    if app.peers.close(id).await || app.peers.recently_gone(id) {
         empty(StatusCode::NO_CONTENT)
     } else {
         not_found()

@@ -300,9 +300,21 @@ pub fn decode_jpeg(
         .output_buffer_size()
         .ok_or_else(|| ConvertError::Jpeg("no image size".into()))?;
     scratch.resize(size, 0);
-    decoder
-        .decode_into(scratch)
-        .map_err(|e| ConvertError::Jpeg(e.to_string()))?;
+    // zune-jpeg checks some invariants of its bit reader with debug assertions only, and a
+    // corrupt scan can trip one (found by the `convert` fuzz target): in a build with debug
+    // assertions that picture must be refused like any other that does not decode, not end
+    // the capture thread. Without them the decoder saturates and goes on.
+    let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        decoder.decode_into(scratch)
+    }));
+    match decoded {
+        Ok(result) => result.map_err(|e| ConvertError::Jpeg(e.to_string()))?,
+        Err(_) => {
+            return Err(ConvertError::Jpeg(
+                "the decoder gave up on a corrupt scan".into(),
+            ))
+        }
+    }
     if decoder.get_output_colorspace() != Some(ColorSpace::YCbCr) {
         // A greyscale JPEG decodes to one byte a pixel: spread it to neutral chroma.
         let luma: Vec<u8> = scratch[..w * h].to_vec();

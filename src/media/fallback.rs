@@ -352,14 +352,20 @@ mod tests {
     use super::*;
     use crate::media::stamp::read_stamp;
 
+    /// Short enough for quick tests, long enough that a busy machine's scheduling (tens
+    /// of ms) stays well below what a broken rule gives: a stall of `stall_limit` or more.
     fn fast() -> Timing {
         Timing {
-            interval: Duration::from_millis(10),
-            retry_every: Duration::from_millis(50),
-            stall_limit: Duration::from_millis(60),
-            start_limit: Duration::from_millis(80),
+            interval: Duration::from_millis(20),
+            retry_every: Duration::from_millis(100),
+            stall_limit: Duration::from_millis(120),
+            start_limit: Duration::from_millis(160),
         }
     }
+
+    /// The longest gap between two outputs that still keeps the rate: 3 intervals, half
+    /// the stall limit.
+    const KEPT_RATE: Duration = Duration::from_millis(60);
 
     /// The slate's red band: a chroma row near the band's top edge (above the text) that
     /// is red across the whole width, which no bar layout of the plain pattern gives.
@@ -378,7 +384,7 @@ mod tests {
 
     #[test]
     fn a_camera_that_fails_gives_the_slate_at_the_rate_then_comes_back() {
-        let (mut src, status) = source(faulty_opener(100, 5, 2));
+        let (mut src, status) = source(faulty_opener(50, 5, 2));
         let mut frame = I420Frame::new(320, 240);
         let mut kinds = Vec::new();
         let mut times = Vec::new();
@@ -403,10 +409,7 @@ mod tests {
         assert!(back < 40 && kinds[back..].iter().all(|s| !s), "{kinds:?}");
         let gaps = times.windows(2).map(|w| w[1] - w[0]);
         let worst = gaps.max().unwrap();
-        assert!(
-            worst <= Duration::from_millis(20),
-            "no gap over 2 intervals: {worst:?}"
-        );
+        assert!(worst <= KEPT_RATE, "no gap over 3 intervals: {worst:?}");
         let s = lock(&status).clone();
         assert_eq!(s.state, "streaming");
         assert_eq!(s.retries, 0, "reset once streaming again");
@@ -424,7 +427,7 @@ mod tests {
         }
         let took = start.elapsed();
         assert!(
-            took >= Duration::from_millis(180),
+            took >= Duration::from_millis(360),
             "paced at the interval: {took:?}"
         );
         let s = lock(&status).clone();
@@ -434,7 +437,7 @@ mod tests {
         );
         assert!(
             (3..=5).contains(&s.retries),
-            "one try per 50 ms: {}",
+            "one try per 100 ms: {}",
             s.retries
         );
         assert_eq!(
@@ -481,15 +484,15 @@ mod tests {
         for _ in 0..12 {
             let c = src.capture(&mut frame).unwrap();
             if let Some(l) = last {
-                assert!(c.at - l <= Duration::from_millis(20), "kept the rate");
+                assert!(c.at - l <= KEPT_RATE, "kept the rate: {:?}", c.at - l);
             }
             last = Some(c.at);
             kinds.push(is_slate(&frame));
         }
-        // The picture, repeats for the 60 ms stall limit, then the slate for good.
-        assert!(!kinds[0] && !kinds[1] && !kinds[2], "{kinds:?}");
+        // The picture, repeats for the 120 ms stall limit, then the slate for good.
+        assert!(!kinds[0] && !kinds[1], "{kinds:?}");
         let lost = kinds.iter().position(|s| *s).unwrap_or(kinds.len());
-        assert!((3..=6).contains(&lost), "{kinds:?}");
+        assert!((2..=6).contains(&lost), "{kinds:?}");
         assert!(kinds[lost..].iter().all(|s| *s), "{kinds:?}");
         let s = lock(&status).clone();
         assert!(s.last_error.unwrap().contains("sent no picture"));

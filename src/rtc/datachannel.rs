@@ -4,6 +4,7 @@
 
 use crate::control::Control;
 use crate::protocol::Outgoing;
+use crate::ratelimit::SharedBucket;
 use crate::session::{ChannelPolicy, Session, Step};
 use std::sync::Arc;
 use std::time::Instant;
@@ -12,6 +13,7 @@ use webrtc::data_channel::{DataChannel, DataChannelEvent};
 /// Runs one data channel: `hello` on open, then every message through the [`Session`]:
 /// `ping` answered with `pong`, motor commands to [`Control`], anything refused answered
 /// with `error`. `state` goes out on every change (coalesced) and at least twice a second.
+/// `rate` is the peer's message bucket, shared by all of its channels.
 ///
 /// However this task ends (the channel closes, the peer is dropped and the task aborted),
 /// its guard tells the motor task that this peer has left: a driver's motors stop. The
@@ -21,9 +23,10 @@ pub async fn serve_data_channel(
     peer_id: String,
     control: Control,
     policy: ChannelPolicy,
+    rate: SharedBucket,
 ) {
     let _leave = LeaveOnDrop(control.clone(), peer_id.clone());
-    let mut session = Session::new(peer_id.clone(), policy, now());
+    let mut session = Session::sharing(peer_id.clone(), policy, rate);
     let mut states = control.subscribe();
     let first = states.borrow_and_update().clone();
     // Before the channel opens this only tells the session the state; `on_open` sends it.

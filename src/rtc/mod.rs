@@ -1,8 +1,10 @@
-//! roverd's only contact with the `webrtc` crate: answering an offer with a peer that
-//! sends the common H.264 and Opus streams and speaks the data-channel protocol.
+//! roverd's contact with the `webrtc` crate: answering an offer with a peer that sends the
+//! common H.264 and Opus streams and speaks the data-channel protocol. The only other
+//! module that names it is `peers`, which holds each peer's connection (to close it) and
+//! closes the data channels beyond a peer's allowance.
 //!
-//! webrtc-rs changes its API between releases; keeping every call to it in this module
-//! means an upgrade touches one place. Each peer gets its own tracks, but not its own
+//! webrtc-rs changes its API between releases; keeping the calls to it here (and those few
+//! in `peers`) means an upgrade touches two places. Each peer gets its own tracks, but not its own
 //! encoding: the pumps (`pump`) copy already-packetized payloads from the media fan-out
 //! into RTP packets, so a viewer costs a header and SRTP, not an encoder. `keyframes`
 //! turns a peer's PLI and FIR into a keyframe request; `datachannel` moves a data
