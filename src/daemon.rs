@@ -112,16 +112,27 @@ async fn serve_until_signal(config: ValidConfig) -> Result<(), RunError> {
             Some(bound.map_err(|source| RunError::ListenHttps { addr, source })?)
         }
     };
+    // The handlers are in place before anything says "listening": a SIGTERM that comes
+    // right after must stop roverd cleanly, not kill it with the signal's default action.
+    let signals = watch_signals();
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
-        match shutdown_signal().await {
-            Ok(name) => log::info!(target: LOG, "{name} received"),
-            Err(e) => log::error!(
-                target: LOG,
-                "cannot watch for signals ({e}); stop roverd by killing it"
-            ),
+        match signals {
+            Ok(signals) => {
+                let name = shutdown_signal(signals).await;
+                log::info!(target: LOG, "{name} received");
+                stop_tx.send_replace(true);
+            }
+            Err(e) => {
+                log::error!(
+                    target: LOG,
+                    "cannot watch for signals ({e}); stop roverd by killing it"
+                );
+                // Serve on: a dropped sender would read as a request to stop.
+                let _keep = stop_tx;
+                std::future::pending::<()>().await;
+            }
         }
-        stop_tx.send_replace(true);
     });
     let mut stop_for_serve = stop_rx.clone();
     // The state directory keeps a latched e-stop across restarts.
@@ -153,12 +164,20 @@ async fn serve_until_signal(config: ValidConfig) -> Result<(), RunError> {
     }
 }
 
-async fn shutdown_signal() -> std::io::Result<&'static str> {
+type Signals = (tokio::signal::unix::Signal, tokio::signal::unix::Signal);
+
+/// SIGTERM and SIGINT, caught from the moment this returns.
+fn watch_signals() -> std::io::Result<Signals> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    Ok(tokio::select! {
+    Ok((
+        signal(SignalKind::terminate())?,
+        signal(SignalKind::interrupt())?,
+    ))
+}
+
+async fn shutdown_signal((mut term, mut int): Signals) -> &'static str {
+    tokio::select! {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
-    })
+    }
 }
