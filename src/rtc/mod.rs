@@ -126,16 +126,7 @@ pub async fn answer(
 ) -> Result<RtcPeer, RtcError> {
     let Offer(offer) = parse_offer(offer_sdp)?;
 
-    let settings = media.video_settings();
-    let h264 = h264_codec(crate::media::h264::fmtp_line(settings.level_idc()));
-    let opus = opus_codec();
-    let mut engine = MediaEngine::default();
-    engine
-        .register_codec(h264.clone(), RtpCodecKind::Video)
-        .map_err(setup("registering H.264"))?;
-    engine
-        .register_codec(opus.clone(), RtpCodecKind::Audio)
-        .map_err(setup("registering Opus"))?;
+    let (mut engine, h264, opus) = codecs(media.video_settings().level_idc())?;
     let registry = register_default_interceptors(Registry::new(), &mut engine)
         .map_err(setup("registering interceptors"))?
         // Last in the chain, so the NACK and report interceptors have seen everything first.
@@ -218,6 +209,23 @@ pub async fn answer(
     }
 }
 
+/// roverd's codecs, H.264 at `level_idc` and Opus, registered in a media engine: the same
+/// for a live answer and an offline one.
+fn codecs(
+    level_idc: u8,
+) -> Result<(MediaEngine, RTCRtpCodecParameters, RTCRtpCodecParameters), RtcError> {
+    let h264 = h264_codec(crate::media::h264::fmtp_line(level_idc));
+    let opus = opus_codec();
+    let mut engine = MediaEngine::default();
+    engine
+        .register_codec(h264.clone(), RtpCodecKind::Video)
+        .map_err(setup("registering H.264"))?;
+    engine
+        .register_codec(opus.clone(), RtpCodecKind::Audio)
+        .map_err(setup("registering Opus"))?;
+    Ok((engine, h264, opus))
+}
+
 fn h264_codec(fmtp: String) -> RTCRtpCodecParameters {
     RTCRtpCodecParameters {
         rtp_codec: RTCRtpCodec {
@@ -290,15 +298,7 @@ fn media_track(kind: RtpCodecKind, codec: RTCRtpCodec, ssrc: u32) -> MediaStream
 /// The `negotiate` fuzz target feeds it hostile offers, since a browser's SDP reaches
 /// `set_remote_description` and `create_answer` after [`parse_offer`]. Returns the answer.
 pub fn answer_offline(offer: Offer, level_idc: u8, now: Instant) -> Result<String, RtcError> {
-    let h264 = h264_codec(crate::media::h264::fmtp_line(level_idc));
-    let opus = opus_codec();
-    let mut engine = MediaEngine::default();
-    engine
-        .register_codec(h264.clone(), RtpCodecKind::Video)
-        .map_err(setup("registering H.264"))?;
-    engine
-        .register_codec(opus.clone(), RtpCodecKind::Audio)
-        .map_err(setup("registering Opus"))?;
+    let (engine, h264, opus) = codecs(level_idc)?;
     let mut pc = rtc::peer_connection::RTCPeerConnectionBuilder::new()
         .with_media_engine(engine)
         .build(now)
