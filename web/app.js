@@ -1061,30 +1061,23 @@
   window.addEventListener('gamepaddisconnected', pollGamepad);
 
   // ------------------------------------------------------------- buttons
-  // The e-stop acts on the first touch, not on a click that a finger
+  // E-STOP and Stop act on the first touch, not on a click that a finger
   // sliding off the button would cancel; mouse and keyboard (Enter) click.
-  let estopTouchAt = -Infinity;
-  cui.estop.addEventListener('pointerdown', (e) => {
-    if (e.pointerType === 'touch' || e.pointerType === 'pen') {
-      estopTouchAt = performance.now();
-      estop();
-    }
-  });
-  cui.estop.addEventListener('click', () => {
-    if (performance.now() - estopTouchAt > 1000) estop();
-  });
+  function onFirstTouch(button, act) {
+    let touchAt = -Infinity;
+    button.addEventListener('pointerdown', (e) => {
+      if (e.pointerType === 'touch' || e.pointerType === 'pen') {
+        touchAt = performance.now();
+        act();
+      }
+    });
+    button.addEventListener('click', () => {
+      if (performance.now() - touchAt > 1000) act();
+    });
+  }
+  onFirstTouch(cui.estop, estop);
+  onFirstTouch(cui.stop, userStop);
   cui.reset.addEventListener('click', () => resetEstop());
-  // Stop acts on the first touch as well, like the e-stop.
-  let stopTouchAt = -Infinity;
-  cui.stop.addEventListener('pointerdown', (e) => {
-    if (e.pointerType === 'touch' || e.pointerType === 'pen') {
-      stopTouchAt = performance.now();
-      userStop();
-    }
-  });
-  cui.stop.addEventListener('click', () => {
-    if (performance.now() - stopTouchAt > 1000) userStop();
-  });
 
   // Losing focus or visibility lets go of everything.
   window.addEventListener('blur', () => stopDriving());
